@@ -1,0 +1,1 @@
+"""Datasets: COCO-format loading and the embedded synthetic shapes set."""

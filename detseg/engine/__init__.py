@@ -1,0 +1,1 @@
+"""Training engine: a plain loop, checkpoints, run folders."""

@@ -1,0 +1,35 @@
+"""The one place architecture names become models: an explicit name -> builder dict."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from .backbones.build import build_backbone
+from .classification import ImageClassifier
+from .config import ModelConfig
+
+
+def build_classifier(cfg: ModelConfig) -> ImageClassifier:
+    """An image classifier: the configured backbone with a ``num_classes``-way head."""
+    b = cfg.backbone
+    backbone = build_backbone(
+        b.name, num_classes=cfg.num_classes, width=b.width, output_stride=b.output_stride,
+        pretrained_path=b.pretrained, frozen_stages=b.frozen_stages, freeze_bn=b.freeze_bn,
+        out_features=b.out_features,
+    )
+    return ImageClassifier(backbone)
+
+
+#: arch name -> builder(ModelConfig) -> model with ``loss(images, targets)`` / ``predict(images)``
+MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
+    "classifier": build_classifier,
+}
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """Build the model named by ``cfg.arch``; unknown names list the valid ones."""
+    if cfg.arch not in MODELS:
+        raise KeyError(f"unknown model arch {cfg.arch!r}; choose one of: {', '.join(MODELS)}")
+    return MODELS[cfg.arch](cfg)

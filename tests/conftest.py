@@ -1,0 +1,31 @@
+"""Shared fixtures and visible skips for the markers declared in pyproject.toml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+# One intra-op thread per test process: on a 2-core CI machine the default (all cores) makes
+# concurrent work thrash and runs the tiny test models 10x slower.
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+COCO128 = REPO.parent / "shared" / "data" / "coco128"
+
+
+def pytest_collection_modifyitems(config, items):
+    no_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    no_coco = pytest.mark.skip(reason=f"coco128 not found at {COCO128}")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(no_gpu)
+        if "coco128" in item.keywords and not COCO128.is_dir():
+            item.add_marker(no_coco)
+
+
+@pytest.fixture
+def repo() -> Path:
+    """The repository root (tools/ and configs/ live here)."""
+    return REPO

@@ -2,12 +2,16 @@
 
 Usage:
     python tools/train.py CONFIG [--out DIR] [--quiet] [key.sub=value ...]
+    python tools/train.py --resume RUN/last.pt [key.sub=value ...]
+    torchrun --nproc_per_node=N tools/train.py CONFIG ...      (multi-GPU / multi-node)
 
 Example:
     python tools/train.py configs/classifier_resnet18_shapes.yaml train.epochs=2 model.backbone.width=0.25
 
 The resolved config is printed and written to the run folder (``train.out_dir/<name>``, or DIR),
-next to ``last.pt``, ``best.pt`` and ``metrics.csv``. Earlier runs are never overwritten.
+next to ``last.pt``, ``best.pt``, ``metrics.csv`` and ``curves.png``. Earlier runs are never
+overwritten. ``--resume`` continues a run in its own folder, exactly where it stopped (after a
+crash or Ctrl-C); overrides such as ``train.epochs=20`` extend it.
 """
 
 from __future__ import annotations
@@ -18,32 +22,55 @@ from pathlib import Path
 
 from detseg.config import ConfigError, dump_config, load_config
 from detseg.engine.checkpoint import new_run_dir
+from detseg.engine.distributed import is_main_process
 from detseg.engine.train_loop import NonFiniteLossError, train
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("config", help="YAML experiment config (see configs/)")
+    parser.add_argument("config", nargs="?", help="YAML experiment config (see configs/)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=12")
     parser.add_argument("--out", help="run folder (default: train.out_dir/<train.name or config name>)")
+    parser.add_argument("--resume", help="last.pt of a run to continue (its config.yaml is used)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (for logs)")
     args = parser.parse_intermixed_args(argv)
+    if args.config and "=" in args.config:  # "--resume X key=value": the first override lands here
+        args.overrides.insert(0, args.config)
+        args.config = None
+    if not args.config and not args.resume:
+        parser.error("give a CONFIG, or --resume RUN/last.pt")
+    config = args.config or str(Path(args.resume).parent / "config.yaml")
     try:
-        cfg = load_config(args.config, args.overrides)
-    except (ConfigError, ValueError) as exc:
+        cfg = load_config(config, args.overrides)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    name = cfg.train.name or Path(args.config).stem
-    run_dir = new_run_dir(Path(args.out).parent, Path(args.out).name) if args.out else new_run_dir(cfg.train.out_dir, name)
-    print(f"# run folder: {run_dir}\n{dump_config(cfg)}", flush=True)
+    if args.resume:
+        run_dir = Path(args.resume).parent
+    elif not is_main_process_env():
+        run_dir = Path(args.out or Path(cfg.train.out_dir) / (cfg.train.name or Path(config).stem))
+    else:
+        name = cfg.train.name or Path(config).stem
+        run_dir = new_run_dir(Path(args.out).parent, Path(args.out).name) if args.out else new_run_dir(cfg.train.out_dir, name)
+    if is_main_process_env():
+        print(f"# run folder: {run_dir}\n{dump_config(cfg)}", flush=True)
     try:
-        best = train(cfg, run_dir, quiet=args.quiet)
+        best = train(cfg, run_dir, quiet=args.quiet, resume=args.resume)
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print("best: " + "  ".join(f"{k}={v:.4f}" for k, v in best.items() if isinstance(v, float)))
-    print(f"saved: {run_dir}")
+    except KeyboardInterrupt:
+        return 130
+    if is_main_process():
+        print("best: " + "  ".join(f"{k}={v:.4f}" for k, v in best.items() if isinstance(v, float)))
+        print(f"saved: {run_dir}")
     return 0
+
+
+def is_main_process_env() -> bool:
+    """Rank 0 (or no torchrun): only it creates the run folder, before the process group exists."""
+    import os
+    return os.environ.get("RANK", "0") == "0"
 
 
 if __name__ == "__main__":

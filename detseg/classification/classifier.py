@@ -38,6 +38,8 @@ class ImageClassifier(nn.Module):
         >>> model.predict(images).labels               # Tensor[N]
     """
 
+    task = "classification"
+
     def __init__(self, backbone: Backbone, aux_weight: float = 0.3) -> None:
         super().__init__()
         if backbone.num_classes is None:

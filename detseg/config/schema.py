@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .io import ExistingFile
+from .io import ExistingDir, ExistingFile
 
 STAGES = ("c1", "c2", "c3", "c4", "c5")
 
@@ -87,27 +87,133 @@ class ModelConfig:
             )
 
 
+ResizeMode = Literal["letterbox", "keep_ratio", "stretch"]
+
+
 @dataclass
-class DataConfig:
-    """Where the images come from and how they are batched.
+class AugmentConfig:
+    """Resizing and augmentation of detection/segmentation samples (YAML: ``data.augment``).
 
     Attributes:
-        format: ``shapes`` generates the embedded synthetic dataset in memory.
+        image_size: output size ``S`` in pixels: the longest side (``letterbox``,
+            ``keep_ratio``) or both sides (``stretch``); ``letterbox`` outputs are ``S x S``.
+        resize: ``letterbox`` (keep ratio, pad to ``S x S``), ``keep_ratio`` (keep ratio, no pad;
+            batches are padded by the collate function) or ``stretch`` (``S x S``, ratio lost).
+        hflip_prob: probability of a horizontal flip (training).
+        scale_jitter: ``(min, max)`` factor applied after resizing to ``S`` (training); above 1
+            the image is randomly cropped back to the ``S`` canvas (large-scale jitter), below 1
+            it is padded. ``(1.0, 1.0)`` disables it.
+        crop_prob: probability of a random crop, taken *before* resizing, that keeps every box
+            whole (albumentations ``BBoxSafeRandomCrop``; training).
+        color_jitter: strength ``s`` of brightness/contrast/saturation jitter (factors in
+            ``[1 - s, 1 + s]``) and hue jitter (``+-s / 10`` of the colour circle); 0 disables.
+        mosaic_prob: probability that :class:`MosaicDataset` builds a 4-image mosaic (training,
+            single-shot detectors); only used by ``MosaicDataset``.
+        pad_value: grey level of image padding (114, as YOLO).
+        min_box_size: training boxes narrower or shorter than this (pixels) after augmentation
+            are dropped with their masks.
+        min_visibility: a training box keeping less than this fraction of its area after a
+            crop is dropped with its mask.
+    """
+
+    image_size: int = 640
+    resize: ResizeMode = "letterbox"
+    hflip_prob: float = 0.5
+    scale_jitter: tuple[float, float] = (1.0, 1.0)
+    crop_prob: float = 0.0
+    color_jitter: float = 0.0
+    mosaic_prob: float = 0.0
+    pad_value: int = 114
+    min_box_size: float = 2.0
+    min_visibility: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.scale_jitter = tuple(float(v) for v in self.scale_jitter)  # type: ignore[assignment]
+        problems = []
+        if self.image_size < 8:
+            problems.append(f"image_size must be >= 8, got {self.image_size}")
+        if self.resize not in ("letterbox", "keep_ratio", "stretch"):
+            problems.append(f"resize must be letterbox, keep_ratio or stretch, got {self.resize!r}")
+        for name in ("hflip_prob", "crop_prob", "mosaic_prob", "min_visibility"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if len(self.scale_jitter) != 2 or not 0 < self.scale_jitter[0] <= self.scale_jitter[1]:
+            problems.append(f"scale_jitter must be (min, max) with 0 < min <= max, got {self.scale_jitter}")
+        if not 0.0 <= self.color_jitter <= 1.0:
+            problems.append(f"color_jitter must be in [0, 1], got {self.color_jitter}")
+        if not 0 <= self.pad_value <= 255:
+            problems.append(f"pad_value must be in [0, 255], got {self.pad_value}")
+        if self.min_box_size < 0:
+            problems.append(f"min_box_size must be >= 0, got {self.min_box_size}")
+        if problems:
+            raise ValueError("invalid AugmentConfig: " + "; ".join(problems))
+
+
+@dataclass
+class SplitConfig:
+    """Where one split's files are; which fields a format needs is checked when datasets are built.
+
+    Attributes:
+        images: image folder (``coco``, ``masks``).
+        annotations: COCO instances json (``coco``) or Ultralytics data yaml (``yolo``).
+        masks: folder of index PNG label maps, matched to images by file stem (``masks``).
+        root: VOC root with Annotations/, JPEGImages/, ImageSets/Main/ (``voc``).
+        split: split name inside ``root`` / the data yaml (``voc``, ``yolo``).
+    """
+
+    images: ExistingDir | None = None
+    annotations: ExistingFile | None = None
+    masks: ExistingDir | None = None
+    root: ExistingDir | None = None
+    split: str = "train"
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from, how they are augmented, and how they are batched.
+
+    Attributes:
+        format: ``shapes`` generates the embedded synthetic dataset in memory; ``coco``,
+            ``voc``, ``yolo`` and ``masks`` (semantic label folders) read files given in
+            ``train`` / ``val``.
+        train / val: file locations of the two splits (not used by ``shapes``).
+        class_names: class names of ``voc`` (default: the 20 VOC classes) and ``masks`` data.
+        keep_empty: keep images without objects as negatives.
+        keep_difficult: VOC ``difficult`` objects become ignore regions (else dropped).
+        ignore_index: label value of unlabelled pixels in ``masks`` data.
         image_size: side of the (square) synthetic images in pixels.
         num_train / num_val: synthetic images in each split (different seeds).
         max_objects: most shapes per synthetic image (1 makes it a classification set).
-        batch_size / num_workers: DataLoader settings.
         seed: generator seed of the synthetic data.
+        augment: resizing (train and eval) and augmentation (train) of detection and
+            segmentation samples.
+        batch_size / num_workers: DataLoader settings.
+        max_bad_fraction: unreadable images are skipped with a warning; more than this fraction
+            stops the run with an error.
     """
 
-    format: Literal["shapes"] = "shapes"
+    format: Literal["shapes", "coco", "voc", "yolo", "masks"] = "shapes"
+    train: SplitConfig = field(default_factory=SplitConfig)
+    val: SplitConfig = field(default_factory=lambda: SplitConfig(split="val"))
+    class_names: tuple[str, ...] | None = None
+    keep_empty: bool = True
+    keep_difficult: bool = True
+    ignore_index: int = 255
     image_size: int = 64
     num_train: int = 512
     num_val: int = 128
     max_objects: int = 1
+    seed: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     batch_size: int = 32
     num_workers: int = 0
-    seed: int = 0
+    max_bad_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.max_bad_fraction <= 1:
+            raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
 
 
 @dataclass
@@ -118,9 +224,25 @@ class TrainConfig:
         epochs: passes over the training set.
         optimizer: ``sgd`` (momentum) or ``adamw``.
         lr / momentum / weight_decay: optimiser settings (no decay on norm layers and biases).
-        warmup_iters: linear warm-up iterations before the cosine schedule.
+        schedule: after warm-up: ``cosine`` (to 1% of lr), ``step`` (x ``gamma`` at each of
+            ``milestones`` epochs), ``poly`` (``(1 - t) ** power``, segmentation) or ``constant``.
+        warmup_iters: linear warm-up iterations (from 0.1% of lr).
+        accumulate: optimiser step every N batches (effective batch = batch_size x N x GPUs).
+        lr_scaling: ``linear`` multiplies lr by effective batch / ``base_batch_size``; the lr
+            actually used is printed at start.
+        clip_grad_norm: clip the global gradient norm to this value; ``None`` = no clipping.
+        ema_decay: keep an exponential moving average of the weights (validated and saved as
+            the model) with this decay; ``None`` = off.
+        amp: ``auto`` = bf16 autocast on GPUs with bf16, fp16 + grad scaler on older GPUs, fp32
+            on CPU; ``off`` = always fp32.
+        max_nonfinite_steps: under mixed precision, non-finite steps are skipped and counted;
+            after this many the run switches to fp32 (logged) instead of producing a NaN model.
+        on_nonfinite: what a non-finite loss does in fp32: ``error`` stops (naming iteration and
+            loss terms; the last good checkpoint is kept), ``skip`` skips the step and counts it.
+        deterministic: seeded, deterministic algorithms only (slower; for debugging and tests).
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1`` ...
-        seed: seeds Python, NumPy and torch.
+        seed: seeds Python, NumPy and torch; every epoch reseeds with ``seed + epoch``, so a
+            resumed run replays exactly.
         out_dir / name: runs go to ``out_dir/name`` (``name`` defaults to the config file's stem).
     """
 
@@ -129,7 +251,20 @@ class TrainConfig:
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    schedule: Literal["cosine", "step", "poly", "constant"] = "cosine"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    power: float = 0.9
     warmup_iters: int = 0
+    accumulate: int = 1
+    lr_scaling: Literal["none", "linear"] = "none"
+    base_batch_size: int = 16
+    clip_grad_norm: float | None = None
+    ema_decay: float | None = None
+    amp: Literal["auto", "off"] = "auto"
+    max_nonfinite_steps: int = 3
+    on_nonfinite: Literal["error", "skip"] = "error"
+    deterministic: bool = False
     device: str = "auto"
     seed: int = 0
     out_dir: str = "runs"
@@ -140,6 +275,10 @@ class TrainConfig:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.accumulate < 1:
+            raise ValueError(f"accumulate must be >= 1, got {self.accumulate}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
 
 
 @dataclass
@@ -148,11 +287,16 @@ class EvalConfig:
 
     Attributes:
         interval: validate every N epochs (and always after the last one).
-        metric: the metric that picks ``best.pt`` (higher is better).
+        metric: the metric that picks ``best.pt`` (e.g. ``accuracy``, ``bbox/mAP``, ``miou``,
+            ``val/loss``).
+        mode: ``max`` (higher is better) or ``min`` (losses).
+        patience: stop after this many validations without improvement; ``None`` = never.
     """
 
     interval: int = 1
     metric: str = "accuracy"
+    mode: Literal["max", "min"] = "max"
+    patience: int | None = None
 
 
 @dataclass

@@ -44,6 +44,8 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from .sample import DetectionDataset, Sample
+
 CLASS_NAMES: tuple[str, ...] = ("circle", "rectangle", "triangle")
 """Default classes, in label order (label ``k`` is ``CLASS_NAMES[k]``)."""
 
@@ -479,3 +481,33 @@ def write_coco(cfg: ShapesConfig, out_dir: str | Path) -> Path:
     ann_path = out_dir / "annotations.json"
     ann_path.write_text(json.dumps(coco))
     return ann_path
+
+
+class ShapesDetection(DetectionDataset):
+    """The shapes set as a detection/segmentation dataset of :class:`~detseg.data.sample.Sample`.
+
+    Boxes, labels, instance masks and the semantic map come from the generator; image ids are
+    ``index + 1`` as in :func:`write_coco`. Generated images are cached like :class:`ShapesDataset`.
+
+    Args:
+        cfg: generator settings.
+        with_masks: include instance masks (memory: N x H x W bools per image).
+        transform: ``Sample -> Sample`` callable (augmentation), applied last.
+    """
+
+    def __init__(self, cfg: ShapesConfig | None = None, *, with_masks: bool = True, transform=None) -> None:
+        super().__init__(transform)
+        self.shapes = ShapesDataset(cfg)
+        self.with_masks = with_masks
+        self.class_names = self.shapes.class_names
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    def load(self, index: int) -> Sample:
+        s = self.shapes[index]
+        return Sample(
+            image=s.image, boxes=s.boxes, labels=s.labels,
+            masks=s.masks if self.with_masks else None, semantic=s.semantic,
+            image_id=index + 1, file_name=f"shapes/{self.shapes.cfg.seed}/{index:06d}",
+        )

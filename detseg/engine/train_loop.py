@@ -1,17 +1,17 @@
-"""The training loop: a plain function that fits on a screen, plus its small helpers.
+"""The training loop: one plain function that fits on a screen, plus its small helpers.
 
-The loop only needs ``model.loss(images, targets) -> dict`` for training and validation loss and
-``model.predict(images)`` for metrics; every task plugs in through those two methods.
+The loop only needs ``model(images, targets)`` in training mode (the loss dict; called through
+``forward`` so DistributedDataParallel synchronises gradients), ``model.loss`` in eval mode for the
+validation loss and ``model.predict`` for metrics; every task plugs in through those methods.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import random
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,20 +19,21 @@ from torch import nn
 from tqdm import tqdm
 
 from ..config import ExperimentConfig, TrainConfig, dump_config, to_dict
-from ..data.classification import build_classification_loaders
-from ..evaluation import ClassificationEvaluator
+from ..data.build import build_datasets, make_loader
 from ..models import build_model
-from .checkpoint import save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
+from .curves import plot_curves, write_csv
+from .distributed import all_reduce_mean, barrier, cleanup, init_distributed, is_main_process, local_device
+from .evaluate import build_evaluator, to_device, validate
+from .precision import NonFiniteLossError, Precision
 
-
-class NonFiniteLossError(RuntimeError):
-    """Raised when a loss is NaN/inf; the last good checkpoint is left untouched."""
+__all__ = ["NonFiniteLossError", "train", "build_optimizer", "lr_factor"]
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA)."""
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -43,7 +44,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
     """SGD or AdamW; no weight decay on biases and normalisation parameters (1-d tensors)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
@@ -51,96 +52,197 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
     ]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=lr)
 
 
-def warmup_cosine(total_iters: int, warmup_iters: int):
-    """LR factor per iteration: linear warm-up from 0.001, then cosine decay to 0.01."""
-    def factor(it: int) -> float:
-        if it < warmup_iters:
-            return 0.001 + (1 - 0.001) * it / warmup_iters
-        t = (it - warmup_iters) / max(1, total_iters - warmup_iters)
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
+    """Per optimiser step LR multiplier: linear warm-up from 0.001, then the configured schedule."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_iters:
+            return 0.001 + (1 - 0.001) * step / cfg.warmup_iters
+        t = min(1.0, (step - cfg.warmup_iters) / max(1, total - cfg.warmup_iters))
+        if cfg.schedule == "cosine":
+            return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
+        if cfg.schedule == "poly":
+            return (1 - t) ** cfg.power
+        if cfg.schedule == "step":
+            epoch = step // max(1, steps_per_epoch)
+            return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+        return 1.0
     return factor
 
 
-@torch.no_grad()
-def validate(model: nn.Module, loader: Iterable, evaluator, device: torch.device) -> dict[str, float]:
-    """Validation loss (``val/<loss>``) and the evaluator's metrics, in eval mode."""
-    model.eval()
-    evaluator.reset()
-    sums: dict[str, float] = {}
-    batches = 0
-    for images, labels in loader:
-        images, labels = images.to(device), labels.to(device)
-        for k, v in model.loss(images, labels).items():
-            sums[k] = sums.get(k, 0.0) + float(v)
-        evaluator.process(model.predict(images).labels, labels)
-        batches += 1
-    metrics = {f"val/{k}": v / max(1, batches) for k, v in sums.items()}
-    metrics.update(evaluator.evaluate())
-    return metrics
+def set_deterministic(on: bool) -> None:
+    """Deterministic kernels (and the cuBLAS workspace setting they need) for bitwise replays."""
+    if on:
+        import os
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
 
 
-def train(cfg: ExperimentConfig, run_dir: Path, *, quiet: bool = False) -> dict[str, float]:
-    """Train ``cfg`` into ``run_dir`` (config.yaml, last.pt, best.pt, metrics.csv).
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
-    ``quiet`` turns off progress bars; the one-line summary per epoch is always printed.
-    Returns the validation metrics of the best epoch.
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train(cfg: ExperimentConfig, run_dir: Path, *, quiet: bool = False, resume: str | Path | None = None) -> dict[str, float]:
+    """Train ``cfg`` into ``run_dir``: config.yaml, last.pt, best.pt, metrics.csv, curves.png.
+
+    Args:
+        quiet: no progress bars; the one-line summary per epoch is always printed.
+        resume: a ``last.pt`` to continue from exactly (weights, optimiser, schedule, scaler,
+            EMA, epoch and position inside it, RNG states).
+
+    Returns:
+        The metrics of the best validation (by ``cfg.eval.metric``).
+
+    Raises:
+        NonFiniteLossError: a NaN/inf loss in fp32 with ``train.on_nonfinite=error``.
+        KeyboardInterrupt: after saving ``last.pt`` at the last completed optimiser step.
     """
-    seed_everything(cfg.train.seed)
-    device = resolve_device(cfg.train.device)
-    train_loader, val_loader = build_classification_loaders(cfg.data)
-    class_names = cfg.model.class_names or train_loader.dataset.class_names
+    tc = cfg.train
+    set_deterministic(tc.deterministic)
+    device = local_device(resolve_device(tc.device))
+    rank, world = init_distributed(device)
+    seed_everything(tc.seed)
     model = build_model(cfg.model).to(device)
-    optimizer = build_optimizer(model, cfg.train)
-    total = cfg.train.epochs * len(train_loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, cfg.train.warmup_iters))
-    evaluator = ClassificationEvaluator(cfg.model.num_classes, tuple(class_names))
-    (run_dir / "config.yaml").write_text(dump_config(cfg))
-    best, best_value, rows, it = {}, -math.inf, [], 0
-    for epoch in range(1, cfg.train.epochs + 1):
-        model.train()
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.train.epochs}", disable=quiet, leave=False)
-        running, seen, start = 0.0, 0, time.perf_counter()
-        for images, labels in bar:
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            losses = model.loss(images, labels)
-            loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                terms = {k: v.item() for k, v in losses.items()}
-                raise NonFiniteLossError(f"non-finite loss at epoch {epoch}, iteration {it}: {terms}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            it, seen = it + 1, seen + len(images)
-            running += float(loss.detach())
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
-                            img_s=f"{seen / (time.perf_counter() - start):.0f}")
-        row = {"epoch": epoch, "train/loss": running / max(1, len(train_loader)),
-               "lr": scheduler.get_last_lr()[0]}
-        if epoch % cfg.eval.interval == 0 or epoch == cfg.train.epochs:
-            row.update(validate(model, val_loader, evaluator, device))
-        rows.append(row)
-        state = {"model": model.state_dict(), "config": to_dict(cfg), "epoch": epoch,
-                 "metrics": row, "class_names": list(class_names)}
-        save_checkpoint(state, run_dir / "last.pt")
-        value = row.get(cfg.eval.metric)
-        if value is not None and value > best_value:
-            best_value, best = value, row
-            save_checkpoint(state, run_dir / "best.pt")
-        shown = [k for k in row if k.startswith(("train/", "val/")) or k in ("lr", cfg.eval.metric)]
-        print(f"epoch {epoch}/{cfg.train.epochs}: " + "  ".join(f"{k}={row[k]:.4g}" for k in shown), flush=True)
-        write_csv(rows, run_dir / "metrics.csv")
-    return best
+    train_set, val_set = build_datasets(cfg.data, model.task)
+    class_names = cfg.model.class_names or tuple(train_set.class_names)
+    loader = make_loader(train_set, cfg.data, train=True, seed=tc.seed, rank=rank, world_size=world,
+                         pin_memory=device.type == "cuda", deterministic=tc.deterministic)
+    val_loader = make_loader(val_set, cfg.data, train=False, pin_memory=device.type == "cuda")
+    evaluator = build_evaluator(model.task, cfg.model.num_classes, class_names)
+    effective = cfg.data.batch_size * tc.accumulate * world
+    lr = tc.lr * (effective / tc.base_batch_size if tc.lr_scaling == "linear" else 1.0)
+    optimizer = build_optimizer(model, tc, lr)
+    steps_per_epoch = max(1, len(loader) // tc.accumulate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(tc, steps_per_epoch))
+    precision = Precision(tc.amp, device, tc.max_nonfinite_steps, tc.on_nonfinite)
+    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
+           if tc.ema_decay else None)
+    params = [p for p in model.parameters() if p.requires_grad]
+    net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
+    log = {"rows": [], "best": {}, "best_value": None, "since_best": 0, "epoch": 0, "batches_done": 0, "it": 0}
+    if resume:
+        state = load_checkpoint(resume)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        precision.load_state_dict(state["precision"])
+        if ema is not None and state.get("ema_full"):
+            ema.load_state_dict(state["ema_full"])
+        log = state["log"]
+    main = is_main_process()
+    if main:
+        (run_dir / "config.yaml").write_text(dump_config(cfg))
+        print(f"[train] device {device} x{world}, {precision.name}, effective batch {effective} "
+              f"({cfg.data.batch_size} x {tc.accumulate} accumulation x {world} process), lr {lr:.4g}"
+              + (f" (linear scaling of {tc.lr:.4g} from batch {tc.base_batch_size})" if tc.lr_scaling == "linear" else ""),
+              flush=True)
 
+    def checkpoint(path: Path, epoch_done: int, batches_done: int) -> None:
+        log.update(epoch=epoch_done, batches_done=batches_done)
+        save_checkpoint({
+            "model": model.state_dict(), "ema": None if ema is None else ema.module.state_dict(),
+            "ema_full": None if ema is None else ema.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "precision": precision.state_dict(), "log": log,
+            "rng": _rng_state(), "config": to_dict(cfg), "class_names": list(class_names),
+            "epoch": epoch_done, "metrics": log["rows"][-1] if log["rows"] else {},
+        }, path)
 
-def write_csv(rows: list[dict[str, float]], path: Path) -> None:
-    """One row per epoch; columns are the union of all keys (validation epochs have more)."""
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
+    start_epoch, skip = (log["epoch"] + 1, log["batches_done"]) if resume else (1, 0)
+    for epoch in range(start_epoch, tc.epochs + 1):
+        seed_everything(tc.seed + epoch)
+        loader.generator.manual_seed(tc.seed * 100_003 + epoch)
+        loader.sampler.set_epoch(epoch, start=skip * cfg.data.batch_size)
+        if hasattr(train_set, "set_epoch"):  # mosaic: fresh combinations every epoch
+            train_set.set_epoch(epoch)
+        if skip:
+            _set_rng_state(state["rng"])
+        net.train()
+        bar = tqdm(loader, desc=f"epoch {epoch}/{tc.epochs}", disable=quiet or not main, leave=False,
+                   total=len(loader.sampler) // cfg.data.batch_size or None)
+        running, seen, skipped, start, done = 0.0, 0, 0, time.perf_counter(), skip
+        try:
+            for i, batch in enumerate(bar, start=skip):
+                images, targets = to_device(batch, device)
+                skipped += getattr(batch, "skipped", 0)
+                where = f"epoch {epoch}, iteration {log['it']}"
+                with precision.autocast():
+                    losses = net(images, targets)
+                if precision.check_loss(losses, where):
+                    loss = sum(losses.values())
+                    precision.backward(loss / tc.accumulate)
+                    running += loss.item()
+                if (i + 1) % tc.accumulate == 0 or i + 1 == len(loader):
+                    if precision.step(optimizer, params, tc.clip_grad_norm, where) and ema is not None:
+                        ema.update_parameters(model)
+                    optimizer.zero_grad(set_to_none=True)
+                    scheduler.step()
+                    done = i + 1
+                log["it"] += 1
+                seen += len(images)
+                bar.set_postfix(loss=f"{running / max(1, i + 1 - skip):.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                                img_s=f"{seen * world / (time.perf_counter() - start):.0f}")
+        except KeyboardInterrupt:
+            if main:
+                checkpoint(run_dir / "last.pt", epoch - 1, done)
+                print(f"\n[train] interrupted: saved {run_dir / 'last.pt'} (epoch {epoch}, batch {done}); "
+                      f"continue with --resume {run_dir / 'last.pt'}", flush=True)
+            raise
+        skip = 0
+        row = {"epoch": epoch, "train/loss": running / max(1, len(loader)), "lr": scheduler.get_last_lr()[0]}
+        if world > 1:
+            row = all_reduce_mean(row, device)
+            # DDP syncs buffers at the start of each forward; the last forward's BN statistics
+            # still differ per rank, so rank 0's are copied to all before validating and saving
+            for buffer in model.buffers():
+                torch.distributed.broadcast(buffer, 0)
+        if skipped:
+            row["skipped_images"] = skipped
+        if main and (epoch % cfg.eval.interval == 0 or epoch == tc.epochs):
+            eval_model = ema.module if ema is not None else model
+            row.update(validate(eval_model, val_loader, evaluator, device, precision, quiet=quiet))
+        log["rows"].append(row)
+        stop = False
+        if main:
+            value = row.get(cfg.eval.metric)
+            if value is not None:
+                better = log["best_value"] is None or (value > log["best_value"] if cfg.eval.mode == "max" else value < log["best_value"])
+                if better:
+                    log.update(best=row, best_value=value, since_best=0)
+                else:
+                    log["since_best"] += 1
+                    stop = cfg.eval.patience is not None and log["since_best"] >= cfg.eval.patience
+            checkpoint(run_dir / "last.pt", epoch, 0)
+            if log["best"] is row:
+                checkpoint(run_dir / "best.pt", epoch, 0)
+            shown = [k for k in row if k.startswith(("train/", "val/")) or k in ("lr", "skipped_images", cfg.eval.metric)]
+            print(f"epoch {epoch}/{tc.epochs}: " + "  ".join(f"{k}={row[k]:.4g}" for k in shown), flush=True)
+            write_csv(log["rows"], run_dir / "metrics.csv")
+            plot_curves(log["rows"], run_dir / "curves.png")
+            if stop:
+                print(f"[train] early stop: no {cfg.eval.metric} improvement in {cfg.eval.patience} validations", flush=True)
+        if world > 1:
+            flag = torch.tensor([float(stop)], device=device)
+            torch.distributed.broadcast(flag, 0)
+            stop = bool(flag.item())
+        if stop:
+            break
+    barrier()
+    cleanup()
+    return log["best"]

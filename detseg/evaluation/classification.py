@@ -22,8 +22,9 @@ class ClassificationEvaluator:
     def reset(self) -> None:
         self.confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
 
-    def process(self, pred_labels: Tensor, gt_labels: Tensor) -> None:
-        """Add a batch: ``pred_labels``, ``gt_labels``: Tensor[N] int64 in [0, K)."""
+    def process(self, predictions, gt_labels: Tensor) -> None:
+        """Add a batch: ``Classifications`` (or Tensor[N] predicted labels) and Tensor[N] labels in [0, K)."""
+        pred_labels = getattr(predictions, "labels", predictions)
         k = self.num_classes
         idx = gt_labels.cpu().long() * k + pred_labels.cpu().long()
         self.confusion += torch.bincount(idx, minlength=k * k).view(k, k)

@@ -30,12 +30,18 @@ def test_googlenet_adds_aux_loss_only_in_training():
     assert set(model.eval().loss(images, labels)) == {"loss_cls"}
 
 
+def test_uint8_images_equal_float_images():
+    model = ImageClassifier(build_backbone("resnet18", num_classes=3, width=0.125)).eval()
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    torch.testing.assert_close(model.predict(images).scores, model.predict(images.float() / 255).scores)
+
+
 def test_bad_labels_and_images_are_clear_errors():
     model = ImageClassifier(build_backbone("resnet18", num_classes=3, width=0.125))
     with pytest.raises(ValueError, match=r"labels must be in \[0, 3\), got min 0 max 3"):
         model.loss(torch.rand(2, 3, 32, 32), torch.tensor([0, 3]))
-    with pytest.raises(TypeError, match="float images"):
-        model.predict(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(TypeError, match="uint8 images or float images"):
+        model.predict(torch.zeros(1, 3, 32, 32, dtype=torch.int32))
     with pytest.raises(ValueError, match=r"Tensor\[N, 3, H, W\]"):
         model.predict(torch.rand(3, 32, 32))
     with pytest.raises(ValueError, match="num_classes"):

@@ -1,7 +1,6 @@
 import csv
 
 import pytest
-import torch
 
 from detseg.classification import ImageClassifier
 from detseg.config import load_config
@@ -18,7 +17,7 @@ def test_run_folder_contents(tmp_path, repo):
     cfg = load_config(repo / "configs/classifier_resnet18_shapes.yaml", TINY)
     run = new_run_dir(tmp_path, "run")
     best = train(cfg, run, quiet=True)
-    assert {p.name for p in run.iterdir()} == {"config.yaml", "last.pt", "best.pt", "metrics.csv"}
+    assert {p.name for p in run.iterdir()} == {"config.yaml", "last.pt", "best.pt", "metrics.csv", "curves.png"}
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert {"train/loss", "val/loss_cls", "accuracy", "accuracy/circle"} <= set(rows[0])

@@ -1,0 +1,120 @@
+"""From the ``data`` config section to datasets and DataLoaders: the one place formats are chosen."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import DataConfig
+from ..config.schema import SplitConfig
+from ..structures.instances import collate
+from .classification import classification_datasets
+from .coco import CocoDataset
+from .mask_folder import MaskFolderDataset
+from .sample import SafeDataset
+from .sampler import EpochSampler
+from .synthetic import ShapesConfig, ShapesDetection
+from .transforms import MosaicDataset, build_transforms
+from .voc import VOC_CLASSES, VOCDataset
+from .yolo import YOLODataset
+
+
+def shapes_datasets(cfg: DataConfig, *, with_masks: bool = True) -> tuple[ShapesDetection, ShapesDetection]:
+    """Train/val splits of the generated shapes set (different seeds: no shared image)."""
+    size = cfg.image_size
+
+    def split(num: int, seed: int) -> ShapesDetection:
+        return ShapesDetection(ShapesConfig(
+            num_images=num, image_size=(size, size), max_objects=cfg.max_objects,
+            min_size=max(6, size // 8), max_size=max(12, size * 3 // 8), seed=seed,
+        ), with_masks=with_masks)
+
+    return split(cfg.num_train, cfg.seed), split(cfg.num_val, cfg.seed + 1_000_003)
+
+
+#: format -> (required SplitConfig fields, reader); each reader takes (cfg, split, task, with_masks)
+def _coco(cfg: DataConfig, split: SplitConfig, task: str, with_masks: bool):
+    return CocoDataset(split.annotations, split.images, with_masks=with_masks,
+                       with_semantic=task == "segmentation", keep_empty=cfg.keep_empty)
+
+
+def _voc(cfg: DataConfig, split: SplitConfig, task: str, with_masks: bool):
+    return VOCDataset(split.root, split.split, class_names=cfg.class_names or VOC_CLASSES,
+                      keep_difficult=cfg.keep_difficult, keep_empty=cfg.keep_empty)
+
+
+def _yolo(cfg: DataConfig, split: SplitConfig, task: str, with_masks: bool):
+    return YOLODataset(split.annotations, split.split, keep_empty=cfg.keep_empty)
+
+
+def _masks(cfg: DataConfig, split: SplitConfig, task: str, with_masks: bool):
+    if not cfg.class_names:
+        raise ValueError("data.class_names is required for data.format=masks (one name per label value >= 1)")
+    return MaskFolderDataset(split.images, split.masks, class_names=cfg.class_names, ignore_index=cfg.ignore_index)
+
+
+READERS = {
+    "coco": (("images", "annotations"), _coco),
+    "voc": (("root",), _voc),
+    "yolo": (("annotations",), _yolo),
+    "masks": (("images", "masks"), _masks),
+}
+
+
+def build_datasets(cfg: DataConfig, task: str, *, with_masks: bool = False):
+    """``(train, val)`` datasets for ``task`` (``classification``, ``detection``, ``segmentation``).
+
+    Detection/segmentation datasets get the configured augmentation (train) or the deterministic
+    resize (val); ``augment.mosaic_prob > 0`` wraps the training set in :class:`MosaicDataset`.
+
+    Raises:
+        ValueError: a format that cannot serve the task, or a split missing a required path
+            (naming the key, e.g. ``data.train.annotations``).
+    """
+    if task == "classification":
+        if cfg.format != "shapes":
+            raise ValueError(f"the classifier trains on data.format=shapes only, got {cfg.format!r}")
+        return classification_datasets(cfg)
+    needs_masks = with_masks or task == "segmentation"
+    if cfg.format == "shapes":
+        train, val = shapes_datasets(cfg, with_masks=needs_masks)
+    else:
+        required, reader = READERS[cfg.format]
+        splits = []
+        for name in ("train", "val"):
+            split = getattr(cfg, name)
+            missing = [f"data.{name}.{key}" for key in required if getattr(split, key) is None]
+            if missing:
+                raise ValueError(f"data.format={cfg.format} needs {', '.join(missing)}")
+            splits.append(reader(cfg, split, task, needs_masks))
+        train, val = splits
+    train.transform = build_transforms(cfg.augment, train=True)
+    val.transform = build_transforms(cfg.augment, train=False)
+    if cfg.augment.mosaic_prob > 0:
+        train = MosaicDataset(train, cfg.augment, transform=train.transform)
+    return train, val
+
+
+def make_loader(dataset, cfg: DataConfig, *, train: bool, seed: int = 0, rank: int = 0,
+                world_size: int = 1, pin_memory: bool = False, deterministic: bool = False) -> DataLoader:
+    """A DataLoader over ``dataset`` with a resumable, rank-sharded :class:`EpochSampler`.
+
+    Datasets of ``Sample`` (those with ``load``) get the padding :func:`collate` and
+    :class:`SafeDataset` (corrupt images are skipped and counted in ``Batch.skipped``).
+    Workers persist across epochs for speed, except in ``deterministic`` runs: there each epoch
+    restarts them so their random seeds (drawn from the loader's generator, which the training
+    loop reseeds per epoch) make augmentation replay exactly after a resume.
+    """
+    sampler = EpochSampler(len(dataset), shuffle=train, seed=seed, rank=rank, world_size=world_size)
+    collate_fn = None
+    if hasattr(dataset, "load"):
+        collate_fn = partial(collate, size_divisibility=32)
+        dataset = SafeDataset(dataset, cfg.max_bad_fraction)
+    return DataLoader(
+        dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+        collate_fn=collate_fn, pin_memory=pin_memory, drop_last=train and len(dataset) > cfg.batch_size,
+        persistent_workers=cfg.num_workers > 0 and not deterministic,
+        generator=torch.Generator().manual_seed(seed),
+    )

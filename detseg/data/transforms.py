@@ -1,0 +1,605 @@
+"""Training augmentation and evaluation resizing of :class:`~detseg.data.sample.Sample` objects.
+
+Everything here takes a ``Sample`` and returns a ``Sample`` in the internal format (image
+``[H, W, 3]`` uint8 RGB, boxes ``[N, 4]`` float32 xyxy absolute pixels, instance masks
+``[N, H, W]`` bool, semantic ``[H, W]`` uint8 with 255 = ignore). After every transform:
+
+* boxes, labels, ``iscrowd`` and masks stay paired: an instance is kept or dropped as a whole;
+* boxes lie inside the image and have positive width and height;
+* ``orig_size``, ``image_id`` and ``file_name`` are unchanged (mosaics excepted, see
+  :class:`MosaicDataset`).
+
+Training (:func:`build_transforms` with ``train=True``) is an albumentations pipeline::
+
+    [BBoxSafeRandomCrop] -> resize to image_size -> [RandomScale] -> [HorizontalFlip]
+        -> [ColorJitter] -> crop/pad to the output canvas
+
+Evaluation (``train=False``) is only the deterministic resize, written with OpenCV rather than
+albumentations so that it is *exactly* the affine map ``x' = scale * x + pad`` that
+:func:`letterbox_boxes` / :func:`unletterbox_boxes` apply: post-processing maps predicted boxes
+back to the original image with :func:`unletterbox_boxes` and nothing is added to ``Sample``.
+
+Resize modes (``AugmentConfig.resize``), with ``S = image_size``:
+
+* ``letterbox``: longest side to ``S`` keeping the aspect ratio, then pad (``pad_value``) to
+  ``S x S`` with the image centred (YOLO-style; every batch has one shape).
+* ``keep_ratio``: longest side to ``S``, no padding (the collate function pads the batch).
+* ``stretch``: resize to ``S x S`` ignoring the aspect ratio (the two axes scale differently).
+
+Example:
+    >>> from detseg.data.sample import Sample
+    >>> cfg = AugmentConfig(image_size=64)
+    >>> sample = Sample(np.zeros((50, 100, 3), np.uint8), boxes=[[10, 10, 30, 40]], labels=[1])
+    >>> out = build_transforms(cfg, train=False)(sample)
+    >>> out.image.shape, out.boxes.astype(float).round(2).tolist()
+    ((64, 64, 3), [[6.4, 22.4, 19.2, 41.6]])
+    >>> unletterbox_boxes(out.boxes, sample.orig_size, cfg).astype(float).round(3).tolist()
+    [[10.0, 10.0, 30.0, 40.0]]
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from albumentations.augmentations.crops.transforms import BaseCrop
+from torch.utils.data import Dataset
+
+from ..config.schema import AugmentConfig
+from .sample import IGNORE_INDEX, Sample, sanitize_boxes
+
+
+# Boxes narrower/shorter than this (pixels) are degenerate after any transform.
+_EPS_SIZE = 1e-3
+# cv2.resize handles at most 512 channels at once; masks are resized in chunks of this many.
+_CV_MAX_CHANNELS = 512
+
+
+# --------------------------------------------------------------------------- eval resize maths
+
+
+def eval_resize_params(orig_size: tuple[int, int], cfg: AugmentConfig) -> tuple[float, float, float, float]:
+    """The affine map of the evaluation resize: ``x' = scale_x * x + pad_x`` (same for y).
+
+    Args:
+        orig_size: ``(H, W)`` of the image before the transform.
+        cfg: the resize settings (``image_size``, ``resize``).
+
+    Returns:
+        ``(scale_x, scale_y, pad_x, pad_y)``; the scales are equal except for ``stretch``, the
+        pads are whole pixels and zero except for ``letterbox``.
+    """
+    h, w = (int(v) for v in orig_size)
+    size = cfg.image_size
+    if cfg.resize == "stretch":
+        return size / w, size / h, 0.0, 0.0
+    scale = size / max(h, w)
+    if cfg.resize == "keep_ratio":
+        return scale, scale, 0.0, 0.0
+    new_h, new_w = _scaled_size(h, w, scale, scale)
+    return scale, scale, float((size - new_w) // 2), float((size - new_h) // 2)
+
+
+def letterbox_params(orig_size: tuple[int, int], cfg: AugmentConfig) -> tuple[float, float, float]:
+    """``(scale, pad_x, pad_y)`` of the evaluation resize (``letterbox`` and ``keep_ratio``).
+
+    A point ``(x, y)`` of the original image is at ``(scale * x + pad_x, scale * y + pad_y)``
+    in the transformed one.
+
+    Raises:
+        ValueError: for ``resize="stretch"``, whose two axes have different scales (use
+            :func:`eval_resize_params` or :func:`unletterbox_boxes`, which handle every mode).
+    """
+    scale_x, scale_y, pad_x, pad_y = eval_resize_params(orig_size, cfg)
+    if cfg.resize == "stretch":
+        raise ValueError(
+            "resize='stretch' scales x and y differently; use eval_resize_params() or unletterbox_boxes()"
+        )
+    return scale_x, pad_x, pad_y
+
+
+def letterbox_boxes(boxes, orig_size: tuple[int, int], cfg: AugmentConfig):
+    """Map boxes of the original image into the evaluation-resized image.
+
+    Args:
+        boxes: ``[N, 4]`` xyxy absolute pixels of the original image; numpy array or Tensor.
+        orig_size: ``(H, W)`` of the original image.
+        cfg: the resize settings.
+
+    Returns:
+        Boxes of the same type, shape and dtype, not clipped.
+    """
+    sx, sy, px, py = eval_resize_params(orig_size, cfg)
+    return boxes * _as_like(boxes, [sx, sy, sx, sy]) + _as_like(boxes, [px, py, px, py])
+
+
+def unletterbox_boxes(boxes, orig_size: tuple[int, int], cfg: AugmentConfig, clip: bool = True):
+    """Map boxes predicted on the evaluation-resized image back to the original image.
+
+    The inverse of :func:`letterbox_boxes` (and of the box part of the ``train=False``
+    transform), for every resize mode.
+
+    Args:
+        boxes: ``[N, 4]`` xyxy absolute pixels of the resized image; numpy array or Tensor.
+        orig_size: ``(H, W)`` of the original image (``Sample.orig_size``/``Instances.orig_size``).
+        cfg: the resize settings the images were transformed with.
+        clip: clip the result to the original image.
+
+    Returns:
+        Boxes of the same type and shape in original image pixels.
+    """
+    sx, sy, px, py = eval_resize_params(orig_size, cfg)
+    out = (boxes - _as_like(boxes, [px, py, px, py])) / _as_like(boxes, [sx, sy, sx, sy])
+    if clip:
+        h, w = orig_size
+        if isinstance(out, torch.Tensor):
+            out = torch.stack([out[..., 0].clamp(0, w), out[..., 1].clamp(0, h),
+                               out[..., 2].clamp(0, w), out[..., 3].clamp(0, h)], dim=-1)
+        else:
+            out = out.copy()
+            out[..., 0::2] = out[..., 0::2].clip(0, w)
+            out[..., 1::2] = out[..., 1::2].clip(0, h)
+    return out
+
+
+def _as_like(boxes, values: Sequence[float]):
+    if isinstance(boxes, torch.Tensor):
+        return boxes.new_tensor(values)
+    return np.asarray(values, dtype=np.result_type(boxes, np.float32))
+
+
+def _scaled_size(h: int, w: int, scale_y: float, scale_x: float) -> tuple[int, int]:
+    return max(1, int(round(h * scale_y))), max(1, int(round(w * scale_x)))
+
+
+# --------------------------------------------------------------------------- numpy helpers
+
+
+def _as_sample(sample: Any) -> Sample:
+    """A :class:`Sample` from anything with ``image``/``boxes``/``labels`` (e.g. ``ShapeSample``)."""
+    if isinstance(sample, Sample):
+        return sample
+    return Sample(
+        image=sample.image, boxes=sample.boxes, labels=sample.labels,
+        masks=getattr(sample, "masks", None), iscrowd=getattr(sample, "iscrowd", None),
+        semantic=getattr(sample, "semantic", None), image_id=getattr(sample, "image_id", 0),
+        file_name=getattr(sample, "file_name", ""),
+    )
+
+
+def _resize_maps(maps: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of ``[N, H, W]`` label maps (instance masks) to ``[N, h, w]``.
+
+    ``INTER_NEAREST_EXACT`` samples at pixel centres, matching the box convention; plain
+    ``INTER_NEAREST`` is shifted by up to half an input pixel.
+    """
+    h, w = size_hw
+    if len(maps) == 0:
+        return np.zeros((0, h, w), maps.dtype)
+    chunks = []
+    for start in range(0, len(maps), _CV_MAX_CHANNELS):
+        chunk = np.ascontiguousarray(maps[start:start + _CV_MAX_CHANNELS].transpose(1, 2, 0))
+        out = cv2.resize(chunk, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
+        chunks.append(out.reshape(h, w, -1).transpose(2, 0, 1))
+    return np.concatenate(chunks)
+
+
+def _resize(sample: Sample, size_hw: tuple[int, int], scale_xy: tuple[float, float]) -> Sample:
+    """Resize image/masks/semantic to ``size_hw``; boxes are multiplied by ``scale_xy``.
+
+    ``scale_xy`` is passed rather than derived from the sizes so that boxes follow the exact
+    affine map of :func:`eval_resize_params` (the pixel grid differs from it by less than half
+    a pixel at the far edge, because sizes are rounded).
+    """
+    h, w = size_hw
+    shrink = h * w < sample.image.shape[0] * sample.image.shape[1]
+    image = cv2.resize(sample.image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    masks = None
+    if sample.masks is not None:
+        masks = _resize_maps(sample.masks.astype(np.uint8), size_hw).astype(bool)
+    semantic = None
+    if sample.semantic is not None:
+        semantic = cv2.resize(sample.semantic, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
+    sx, sy = scale_xy
+    boxes = sample.boxes * np.array([sx, sy, sx, sy], np.float32)
+    return sample.replace(image=image, boxes=boxes.astype(np.float32), masks=masks, semantic=semantic)
+
+
+def _mask_boxes(masks: np.ndarray) -> np.ndarray:
+    """Tight boxes of ``[N, H, W]`` bool masks, xyxy with exclusive ``x2, y2``; empty -> zeros."""
+    n, h, w = masks.shape
+    cols, rows = masks.any(axis=1), masks.any(axis=2)  # [N, W], [N, H]
+    x1, y1 = cols.argmax(axis=1), rows.argmax(axis=1)
+    x2, y2 = w - cols[:, ::-1].argmax(axis=1), h - rows[:, ::-1].argmax(axis=1)
+    boxes = np.stack([x1, y1, x2, y2], axis=1).astype(np.float32)
+    boxes[~cols.any(axis=1)] = 0
+    return boxes
+
+
+def _finalize(sample: Sample, min_size: float, tighten_to_masks: bool) -> Sample:
+    """Clip boxes to the image, then drop degenerate boxes and empty masks, all paired.
+
+    With ``tighten_to_masks``, each box is intersected with the box of its mask: a crop that
+    cuts a box may leave a corner with no object pixels, and the mask says where the object is.
+    """
+    if not sample.num_instances:
+        return sample
+    h, w = sample.image.shape[:2]
+    boxes = sample.boxes.copy()
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+    keep = np.ones(len(boxes), bool)
+    if sample.masks is not None:
+        keep &= sample.masks.reshape(len(boxes), -1).any(axis=1)
+        if tighten_to_masks:
+            mask_boxes = _mask_boxes(sample.masks)
+            boxes[:, :2] = np.maximum(boxes[:, :2], mask_boxes[:, :2])
+            boxes[:, 2:] = np.minimum(boxes[:, 2:], mask_boxes[:, 2:])
+    min_size = max(min_size, _EPS_SIZE)
+    keep &= (boxes[:, 2] - boxes[:, 0] >= min_size) & (boxes[:, 3] - boxes[:, 1] >= min_size)
+    return sample.replace(
+        boxes=boxes[keep], labels=sample.labels[keep], iscrowd=sample.iscrowd[keep],
+        masks=None if sample.masks is None else sample.masks[keep],
+    )
+
+
+def _paste(
+    canvas: np.ndarray,
+    semantic_canvas: np.ndarray | None,
+    sample: Sample,
+    offset: tuple[int, int],
+    region: tuple[int, int, int, int],
+) -> Sample:
+    """Paste ``sample`` with its top-left corner at ``offset`` into ``canvas``, inside ``region``.
+
+    Args:
+        canvas: ``[Hc, Wc, 3]`` image written in place.
+        semantic_canvas: ``[Hc, Wc]`` map written in place, or ``None``.
+        sample: the (already resized) sample.
+        offset: ``(x, y)`` of the sample's top-left pixel in canvas coordinates (may be negative).
+        region: ``(x1, y1, x2, y2)`` part of the canvas the sample may cover.
+
+    Returns:
+        The sample's instances in canvas coordinates (``image`` is ``canvas``), boxes clipped to
+        the visible part, masks ``[N, Hc, Wc]``; nothing is dropped here.
+    """
+    h, w = sample.image.shape[:2]
+    ox, oy = offset
+    x1, y1 = max(region[0], ox), max(region[1], oy)
+    x2, y2 = min(region[2], ox + w), min(region[3], oy + h)
+    visible = x2 > x1 and y2 > y1
+    src = (slice(y1 - oy, y2 - oy), slice(x1 - ox, x2 - ox))
+    if visible:
+        canvas[y1:y2, x1:x2] = sample.image[src]
+        if semantic_canvas is not None:
+            semantic_canvas[y1:y2, x1:x2] = sample.semantic[src]
+    boxes = sample.boxes + np.array([ox, oy, ox, oy], np.float32)
+    boxes[:, 0::2] = boxes[:, 0::2].clip(x1, max(x1, x2))
+    boxes[:, 1::2] = boxes[:, 1::2].clip(y1, max(y1, y2))
+    masks = None
+    if sample.masks is not None:
+        masks = np.zeros((sample.num_instances,) + canvas.shape[:2], bool)
+        if visible:
+            masks[:, y1:y2, x1:x2] = sample.masks[(slice(None),) + src]
+    return sample.replace(image=canvas, boxes=boxes, masks=masks, semantic=semantic_canvas)
+
+
+def _eval_resize(sample: Sample, cfg: AugmentConfig) -> Sample:
+    """The deterministic evaluation resize (see :func:`eval_resize_params`)."""
+    h, w = sample.image.shape[:2]
+    sx, sy, px, py = eval_resize_params((h, w), cfg)
+    resized = _resize(sample, _scaled_size(h, w, sy, sx), (sx, sy))
+    if cfg.resize != "letterbox":
+        return _finalize(resized, _EPS_SIZE, tighten_to_masks=False)
+    size = cfg.image_size
+    canvas = np.full((size, size, 3), cfg.pad_value, np.uint8)
+    semantic = None if sample.semantic is None else np.full((size, size), IGNORE_INDEX, np.uint8)
+    placed = _paste(canvas, semantic, resized, (int(px), int(py)), (0, 0, size, size))
+    # _paste clips boxes to the pasted image; restore the exact affine map for invertibility.
+    placed.boxes = letterbox_boxes(sample.boxes, (h, w), cfg).astype(np.float32)
+    return _finalize(placed, _EPS_SIZE, tighten_to_masks=False)
+
+
+# --------------------------------------------------------------------------- albumentations
+
+
+class _RandomCropToMaxSize(BaseCrop):
+    """Random crop of the sides longer than ``max_size`` down to ``max_size``; no padding.
+
+    Used by ``keep_ratio`` after scale jitter (albumentations' ``RandomCrop`` needs a fixed
+    output size, which ``keep_ratio`` does not have).
+    """
+
+    def __init__(self, max_size: int, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.max_size = max_size
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        h, w = params["shape"][:2]
+        ch, cw = min(h, self.max_size), min(w, self.max_size)
+        y0 = self.py_random.randint(0, h - ch)
+        x0 = self.py_random.randint(0, w - cw)
+        return {"crop_coords": (x0, y0, x0 + cw, y0 + ch)}
+
+
+def _train_compose(cfg: AugmentConfig) -> A.Compose:
+    size = cfg.image_size
+    ops: list[A.BasicTransform] = []
+    if cfg.crop_prob > 0:
+        ops.append(A.BBoxSafeRandomCrop(erosion_rate=0.0, p=cfg.crop_prob))
+    if cfg.resize == "stretch":
+        ops.append(A.Resize(size, size, area_for_downscale="image"))
+    else:
+        ops.append(A.LongestMaxSize(max_size=size, area_for_downscale="image"))
+    low, high = cfg.scale_jitter
+    if (low, high) != (1.0, 1.0):
+        ops.append(A.RandomScale(scale_limit=(low - 1.0, high - 1.0), area_for_downscale="image", p=1.0))
+    if cfg.hflip_prob > 0:
+        ops.append(A.HorizontalFlip(p=cfg.hflip_prob))
+    if cfg.color_jitter > 0:
+        s = cfg.color_jitter
+        ops.append(A.ColorJitter(brightness=(1 - s, 1 + s), contrast=(1 - s, 1 + s),
+                                 saturation=(1 - s, 1 + s), hue=(-s / 10, s / 10), p=1.0))
+    if cfg.resize == "keep_ratio":
+        ops.append(_RandomCropToMaxSize(size))
+    else:
+        ops.append(A.RandomCrop(size, size, pad_if_needed=True, pad_position="center",
+                                border_mode=cv2.BORDER_CONSTANT, fill=cfg.pad_value, fill_mask=0))
+    bbox_params = A.BboxParams(
+        format="pascal_voc",
+        # instance_ids says which masks go with the boxes that survive (masks are not filtered).
+        label_fields=["labels", "iscrowd", "instance_ids"],
+        min_visibility=cfg.min_visibility, min_width=cfg.min_box_size, min_height=cfg.min_box_size,
+        clip=True, filter_invalid_bboxes=True,
+    )
+    return A.Compose(ops, bbox_params=bbox_params, mask_interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+class DetectionTransform:
+    """``Sample -> Sample`` resize (and, for training, augmentation); see the module docstring.
+
+    Built by :func:`build_transforms`. Training runs the albumentations pipeline ``compose``;
+    evaluation runs the exact, invertible resize of :func:`eval_resize_params`.
+
+    Randomness: ``compose`` owns its random generators (albumentations ignores NumPy's global
+    seed). In each process (main or DataLoader worker) they are seeded once, on the first call,
+    from ``torch.initial_seed()``, which the DataLoader makes distinct per worker and per epoch
+    and derives from ``torch.manual_seed``; forked workers would otherwise all copy one state and
+    augment identically. ``__call__(sample, seed=...)`` reseeds for that one call
+    (:class:`MosaicDataset` uses it for per-index determinism).
+
+    Semantic maps: albumentations pads every mask target with one ``fill_mask``, while instance
+    masks must be padded with 0 and semantic maps with 255 (ignore). The semantic map therefore
+    travels as ``255 - semantic`` (a bijection of uint8 that nearest interpolation preserves), so
+    padding with 0 comes back as 255.
+    """
+
+    def __init__(self, cfg: AugmentConfig, train: bool) -> None:
+        self.cfg = cfg
+        self.train = train
+        self.compose = _train_compose(cfg) if train else None
+        self._seeded_pid: int | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(train={self.train}, cfg={self.cfg})"
+
+    def __call__(self, sample: Sample, seed: int | None = None) -> Sample:
+        """Transform one sample (not modified); ``seed`` makes a training call reproducible."""
+        sample = _as_sample(sample)
+        if not self.train:
+            return _eval_resize(sample, self.cfg)
+        if seed is not None:
+            self.compose.set_random_seed(seed)
+            self._seeded_pid = os.getpid()
+        elif self._seeded_pid != os.getpid():
+            self.compose.set_random_seed(torch.initial_seed() % 2**32)
+            self._seeded_pid = os.getpid()
+        return self._augment(sample)
+
+    def _augment(self, sample: Sample) -> Sample:
+        n = sample.num_instances
+        data: dict[str, Any] = {
+            "image": sample.image,
+            "bboxes": sample.boxes.reshape(-1, 4),
+            "labels": sample.labels,
+            "iscrowd": sample.iscrowd.astype(np.int64),
+            "instance_ids": np.arange(n, dtype=np.int64),
+        }
+        if sample.masks is not None and n:
+            data["masks"] = sample.masks.astype(np.uint8)
+        if sample.semantic is not None:
+            data["mask"] = (IGNORE_INDEX - sample.semantic).astype(np.uint8)
+        out = self.compose(**data)
+        image = out["image"]
+        ids = np.asarray(out["instance_ids"], np.int64).reshape(-1)
+        masks = None
+        if sample.masks is not None:
+            masks = out["masks"][ids].astype(bool) if n else np.zeros((0,) + image.shape[:2], bool)
+        result = sample.replace(
+            image=image,
+            boxes=np.asarray(out["bboxes"], np.float32).reshape(-1, 4),
+            labels=np.asarray(out["labels"], np.int64).reshape(-1),
+            iscrowd=np.asarray(out["iscrowd"]).astype(bool).reshape(-1),
+            masks=masks,
+            semantic=None if sample.semantic is None else (IGNORE_INDEX - out["mask"]).astype(np.uint8),
+        )
+        return _finalize(result, self.cfg.min_box_size, tighten_to_masks=True)
+
+
+def build_transforms(cfg: AugmentConfig, train: bool) -> DetectionTransform:
+    """The ``Sample -> Sample`` transform of a dataset.
+
+    Args:
+        cfg: resize and augmentation settings.
+        train: ``True`` for the random augmentation pipeline; ``False`` for the deterministic,
+            invertible resize only (map predictions back with :func:`unletterbox_boxes`).
+
+    Returns:
+        A :class:`DetectionTransform` (callable ``Sample -> Sample``); the input is not modified.
+    """
+    return DetectionTransform(cfg, train)
+
+
+# --------------------------------------------------------------------------- mosaic
+
+
+def mosaic(samples: Sequence[Sample], cfg: AugmentConfig, rng: np.random.Generator) -> Sample:
+    """Combine four samples into one ``image_size x image_size`` mosaic (YOLOv4/v5 style).
+
+    Each sample is resized so its longest side is ``S = image_size`` (objects keep the scale
+    they have in single-image training), the mosaic centre ``(cx, cy)`` is drawn uniformly in
+    ``[S/4, 3S/4]``, and the samples are placed top-left, top-right, bottom-left, bottom-right
+    with a corner at the centre; the parts outside their quadrant are cut. Boxes are clipped
+    to their quadrant, and an instance is dropped (with its mask) when it keeps less than
+    ``cfg.min_visibility`` of its box area or nothing of its mask. Masks and semantic maps are
+    kept only when every sample has them; uncovered canvas is ``pad_value`` / 255 (ignore).
+
+    Args:
+        samples: four samples (``None`` entries leave their quadrant empty).
+        cfg: ``image_size``, ``pad_value`` and ``min_visibility`` are used.
+        rng: draws the centre.
+
+    Returns:
+        The mosaic, with ``image_id``/``file_name`` of the first sample and
+        ``orig_size = (S, S)`` (a mosaic has no original image).
+    """
+    if len(samples) != 4:
+        raise ValueError(f"mosaic needs 4 samples, got {len(samples)}")
+    present = [s for s in samples if s is not None]
+    size = cfg.image_size
+    cx, cy = (int(v) for v in rng.uniform(0.25 * size, 0.75 * size, size=2))
+    canvas = np.full((size, size, 3), cfg.pad_value, np.uint8)
+    with_masks = all(s.masks is not None for s in present)
+    semantic = None
+    if all(s.semantic is not None for s in present):
+        semantic = np.full((size, size), IGNORE_INDEX, np.uint8)
+    quadrants = [(0, 0, cx, cy), (cx, 0, size, cy), (0, cy, cx, size), (cx, cy, size, size)]
+    parts = []
+    for k, (sample, region) in enumerate(zip(samples, quadrants)):
+        if sample is None:
+            continue
+        if not with_masks:
+            sample = sample.replace(masks=None)
+        h, w = sample.image.shape[:2]
+        scale = size / max(h, w)
+        sample = _resize(sample, _scaled_size(h, w, scale, scale), (scale, scale))
+        h, w = sample.image.shape[:2]
+        offset = (cx - w if k in (0, 2) else cx, cy - h if k in (0, 1) else cy)
+        area = (sample.boxes[:, 2] - sample.boxes[:, 0]) * (sample.boxes[:, 3] - sample.boxes[:, 1])
+        placed = _paste(canvas, semantic, sample, offset, region)
+        kept_area = (placed.boxes[:, 2] - placed.boxes[:, 0]) * (placed.boxes[:, 3] - placed.boxes[:, 1])
+        keep = kept_area >= cfg.min_visibility * area
+        parts.append((placed.boxes[keep], placed.labels[keep], placed.iscrowd[keep],
+                      None if placed.masks is None else placed.masks[keep]))
+    first = samples[0] if samples[0] is not None else (present[0] if present else None)
+    result = Sample(
+        image=canvas,
+        boxes=np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 4), np.float32),
+        labels=np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64),
+        iscrowd=np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, bool),
+        masks=(np.concatenate([p[3] for p in parts]) if parts else np.zeros((0, size, size), bool))
+        if with_masks else None,
+        semantic=semantic,
+        image_id=first.image_id if first is not None else 0,
+        file_name=first.file_name if first is not None else "",
+        orig_size=(size, size),
+    )
+    return _finalize(result, _EPS_SIZE, tighten_to_masks=False)
+
+
+class MosaicDataset(Dataset):
+    """Wrap a dataset to build 4-image mosaics with probability ``cfg.mosaic_prob``, then transform.
+
+    Item ``i`` is, with probability ``mosaic_prob``, the :func:`mosaic` of sample ``i`` and three
+    samples drawn uniformly from the dataset, otherwise sample ``i`` alone; ``transform``
+    (normally ``build_transforms(cfg, train=True)``) is applied to the result.
+
+    Raw samples come from ``dataset.load(i)`` followed by
+    :func:`~detseg.data.sample.sanitize_boxes` when the dataset has ``load`` (every
+    :class:`~detseg.data.sample.DetectionDataset`), otherwise from ``dataset[i]`` (which must then
+    have no transform of its own); objects that are not ``Sample`` but have ``image``/``boxes``/
+    ``labels``/``masks``/``semantic`` (``ShapeSample``) are converted. Other attributes
+    (``class_names``, ``num_classes``) are forwarded to ``dataset``.
+
+    Randomness:
+        * ``seed=None`` (default): the choices come from a generator seeded, once per process,
+          from ``torch.initial_seed()`` (distinct per DataLoader worker and epoch, reproducible
+          under ``torch.manual_seed``); the transform seeds itself the same way.
+        * ``seed=int``: item ``i`` in epoch ``e`` is a pure function of ``(seed, e, i)``: both
+          the mosaic choices and the transform's randomness come from
+          ``np.random.default_rng([seed, e, i])``, whatever the worker layout. Call
+          :meth:`set_epoch` at the start of each epoch (with persistent workers, the workers'
+          copies do not see it; use ``persistent_workers=False``), or every epoch repeats the
+          same augmentation.
+
+    Args:
+        dataset: map-style dataset of samples.
+        cfg: ``mosaic_prob`` and the :func:`mosaic` settings.
+        transform: callable ``Sample -> Sample`` applied last, or ``None``.
+        seed: see *Randomness*.
+
+    Example:
+        >>> from detseg.data.synthetic import ShapesConfig, ShapesDataset
+        >>> cfg = AugmentConfig(image_size=64, mosaic_prob=1.0)
+        >>> ds = MosaicDataset(ShapesDataset(ShapesConfig(num_images=4, image_size=(48, 48),
+        ...                    min_size=8, max_size=16)), cfg, build_transforms(cfg, True), seed=0)
+        >>> ds[0].image.shape
+        (64, 64, 3)
+    """
+
+    def __init__(self, dataset, cfg: AugmentConfig, transform=None, *, seed: int | None = None) -> None:
+        self.dataset = dataset
+        self.cfg = cfg
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+        self._rng: np.random.Generator | None = None
+        self._rng_pid: int | None = None
+
+    def __getattr__(self, name: str):
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random choices ``seed`` mode reproduces."""
+        self.epoch = int(epoch)
+
+    def _raw(self, index: int) -> Sample | None:
+        if hasattr(self.dataset, "load"):
+            return sanitize_boxes(_as_sample(self.dataset.load(index)), getattr(self.dataset, "counts", None))
+        sample = self.dataset[index]
+        return None if sample is None else _as_sample(sample)
+
+    def _generator(self, index: int) -> np.random.Generator:
+        if self.seed is not None:
+            return np.random.default_rng([self.seed, self.epoch, index])
+        if self._rng is None or self._rng_pid != os.getpid():
+            self._rng = np.random.default_rng(torch.initial_seed())
+            self._rng_pid = os.getpid()
+        return self._rng
+
+    def __getitem__(self, index: int) -> Sample | None:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for MosaicDataset of length {len(self)}")
+        index %= len(self)
+        rng = self._generator(index)
+        primary = self._raw(index)
+        if primary is None:
+            return None
+        sample = primary
+        if rng.random() < self.cfg.mosaic_prob:
+            others = rng.integers(0, len(self), size=3)
+            sample = mosaic([primary] + [self._raw(int(i)) for i in others], self.cfg, rng)
+        if self.transform is None:
+            return sample
+        if self.seed is not None and isinstance(self.transform, DetectionTransform):
+            return self.transform(sample, seed=int(rng.integers(2**32)))
+        return self.transform(sample)

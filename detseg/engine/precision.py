@@ -1,0 +1,112 @@
+"""Mixed precision that heals itself, gradient clipping, and the optimiser step in one place."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+
+import torch
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when a loss is NaN/inf in fp32; the last good checkpoint is left untouched."""
+
+
+class Precision:
+    """Autocast context, loss scaling and non-finite step handling for one run.
+
+    * ``amp="auto"`` on CUDA: bf16 autocast when the GPU supports it (no scaler needed), else fp16
+      with a ``GradScaler``. CPU always runs fp32.
+    * A non-finite loss or gradient under mixed precision skips the step and is counted; after
+      ``max_nonfinite`` such steps the run switches itself to fp32 and logs why (instead of
+      training on into a NaN model, or asking users to maintain an op allow-list).
+    * In fp32 a non-finite loss raises :class:`NonFiniteLossError` (``on_nonfinite="error"``) or
+      skips the step (``"skip"``).
+
+    Args:
+        amp: ``auto`` or ``off``.
+        device: the training device.
+        max_nonfinite: skipped mixed-precision steps tolerated before falling back to fp32.
+        on_nonfinite: fp32 policy, ``error`` or ``skip``.
+    """
+
+    def __init__(self, amp: str, device: torch.device, max_nonfinite: int = 3, on_nonfinite: str = "error") -> None:
+        self.device = device
+        self.dtype: torch.dtype | None = None
+        if amp == "auto" and device.type == "cuda":
+            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+        self.max_nonfinite = max_nonfinite
+        self.on_nonfinite = on_nonfinite
+        self.skipped = 0
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+    def autocast(self):
+        """Context for the forward pass and loss."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def backward(self, loss: Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def check_loss(self, losses: dict[str, Tensor], where: str) -> bool:
+        """True when the summed loss is finite; otherwise count/skip, fall back or raise."""
+        total = sum(losses.values())
+        if torch.isfinite(total):
+            return True
+        terms = {k: round(v.item(), 6) for k, v in losses.items()}
+        self._nonfinite(f"non-finite loss at {where}: {terms}")
+        return False
+
+    def step(self, optimizer: torch.optim.Optimizer, params: list[nn.Parameter], clip: float | None, where: str) -> bool:
+        """Unscale, clip, and step unless the gradients are non-finite; returns whether it stepped."""
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+        stepped = True
+        if clip is not None or self.dtype is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf)
+            if not torch.isfinite(norm):
+                if self.scaler is None:  # the fp16 scaler skips and rescales by itself
+                    self._nonfinite(f"non-finite gradient norm at {where}")
+                    optimizer.zero_grad(set_to_none=True)
+                    return False
+                stepped = False
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        return stepped
+
+    def _nonfinite(self, message: str) -> None:
+        self.skipped += 1
+        if self.dtype is None:
+            if self.on_nonfinite == "error":
+                raise NonFiniteLossError(message)
+            logger.warning("%s; step skipped (%d so far)", message, self.skipped)
+            return
+        logger.warning("%s under %s; step skipped (%d so far)", message, self.name, self.skipped)
+        if self.skipped >= self.max_nonfinite:
+            print(f"[precision] {self.skipped} non-finite {self.name} steps: switching this run to fp32 "
+                  f"(last: {message})", flush=True)
+            self.dtype, self.scaler, self.skipped = None, None, 0
+
+    def state_dict(self) -> dict:
+        return {"dtype": self.name, "scaler": None if self.scaler is None else self.scaler.state_dict(),
+                "skipped": self.skipped}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore, keeping an earlier fall-back to fp32."""
+        if state.get("dtype") == "fp32":
+            self.dtype, self.scaler = None, None
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.skipped = state.get("skipped", 0)

@@ -1,0 +1,205 @@
+"""Tensor-side ground truth and batches: what the DataLoader hands to ``model.loss``.
+
+Datasets produce numpy :class:`~detseg.data.sample.Sample` objects; :func:`collate` turns a list of
+them into one :class:`Batch`: images padded to a common size (a multiple of 32 by default) and kept
+as **uint8** (4x less host-to-device traffic; models normalise on the device), plus one
+:class:`Instances` per image with the true image size for post-processing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Instances:
+    """Ground truth of one image, as tensors.
+
+    Attributes:
+        boxes: Tensor[N, 4] float32, xyxy absolute pixels of the (transformed) image.
+        labels: Tensor[N] int64 in ``[0, K)``.
+        iscrowd: Tensor[N] bool; crowd boxes are ignore regions, never positives.
+        masks: Tensor[N, H, W] bool instance masks, or ``None``.
+        semantic: Tensor[H, W] int64 class map (0 background, k + 1 class k, 255 ignore) or ``None``.
+        image_size: ``(H, W)`` of the image as given to the model (before padding).
+        orig_size: ``(H, W)`` of the image file (predictions are mapped back to it).
+        image_id: the dataset's image id (COCO ``id``).
+    """
+
+    boxes: Tensor
+    labels: Tensor
+    iscrowd: Tensor
+    image_size: tuple[int, int]
+    masks: Tensor | None = None
+    semantic: Tensor | None = None
+    orig_size: tuple[int, int] = (0, 0)
+    image_id: int = 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Instances":
+        """Copy of the tensors on ``device``."""
+        moved = {
+            f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
+            for f in fields(self) if isinstance(getattr(self, f.name), Tensor)
+        }
+        return replace(self, **moved)
+
+    def pin_memory(self) -> "Instances":
+        """Page-locked copy (called by ``DataLoader(pin_memory=True)``)."""
+        return replace(self, **{
+            f.name: getattr(self, f.name).pin_memory()
+            for f in fields(self) if isinstance(getattr(self, f.name), Tensor)
+        })
+
+    def without_crowd(self) -> "Instances":
+        """The non-crowd instances only (training positives)."""
+        keep = ~self.iscrowd
+        return replace(
+            self, boxes=self.boxes[keep], labels=self.labels[keep], iscrowd=self.iscrowd[keep],
+            masks=None if self.masks is None else self.masks[keep],
+        )
+
+    def to_dict(self) -> dict[str, Tensor]:
+        """torchvision-style target dict (``boxes``, ``labels``, optional ``masks``, ``iscrowd``)."""
+        out = {"boxes": self.boxes, "labels": self.labels, "iscrowd": self.iscrowd}
+        if self.masks is not None:
+            out["masks"] = self.masks
+        return out
+
+    @classmethod
+    def from_sample(cls, sample) -> "Instances":
+        """Tensors sharing memory with a numpy :class:`~detseg.data.sample.Sample`."""
+        return cls(
+            boxes=torch.from_numpy(np.ascontiguousarray(sample.boxes, np.float32)),
+            labels=torch.from_numpy(np.ascontiguousarray(sample.labels, np.int64)),
+            iscrowd=torch.from_numpy(np.ascontiguousarray(sample.iscrowd, bool)),
+            masks=None if sample.masks is None else torch.from_numpy(np.ascontiguousarray(sample.masks, bool)),
+            semantic=None if sample.semantic is None else torch.from_numpy(sample.semantic.astype(np.int64)),
+            image_size=tuple(int(s) for s in sample.image.shape[:2]),
+            orig_size=tuple(int(s) for s in sample.orig_size),
+            image_id=int(sample.image_id),
+        )
+
+
+@dataclass
+class Detections:
+    """Predictions for one image, in the coordinates of the original image file.
+
+    Attributes:
+        boxes: Tensor[M, 4] float32, xyxy absolute pixels of the original image.
+        scores: Tensor[M] float32 confidences in [0, 1], sorted high to low.
+        labels: Tensor[M] int64 class indices in ``[0, K)``.
+        masks: Tensor[M, H, W] bool instance masks at original size, or ``None``.
+        image_id: id of the image the predictions belong to (matches ``Instances.image_id``).
+    """
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    masks: Tensor | None = None
+    image_id: int = 0
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def xywh(self) -> Tensor:
+        """Boxes as Tensor[M, 4] ``(x, y, width, height)`` (COCO's format)."""
+        return torch.cat([self.boxes[:, :2], self.boxes[:, 2:] - self.boxes[:, :2]], dim=1)
+
+    def to(self, device: torch.device | str) -> "Detections":
+        return replace(self, boxes=self.boxes.to(device), scores=self.scores.to(device),
+                       labels=self.labels.to(device),
+                       masks=None if self.masks is None else self.masks.to(device))
+
+    def __getitem__(self, keep: Tensor | slice) -> "Detections":
+        """The detections selected by an index, slice or boolean mask."""
+        return replace(self, boxes=self.boxes[keep], scores=self.scores[keep], labels=self.labels[keep],
+                       masks=None if self.masks is None else self.masks[keep])
+
+    @classmethod
+    def empty(cls, image_id: int = 0, device: torch.device | str = "cpu") -> "Detections":
+        return cls(torch.zeros((0, 4), device=device), torch.zeros((0,), device=device),
+                   torch.zeros((0,), dtype=torch.int64, device=device), image_id=image_id)
+
+
+@dataclass
+class Batch:
+    """A padded image batch and its per-image targets.
+
+    Attributes:
+        images: Tensor[N, 3, Hp, Wp] uint8 RGB, zero-padded at the bottom/right to a multiple of
+            ``size_divisibility``; the true sizes are ``targets[i].image_size``.
+        targets: one :class:`Instances` per image.
+        skipped: unreadable images dropped from this batch (counted for the epoch summary).
+    """
+
+    images: Tensor
+    targets: list[Instances]
+    skipped: int = 0
+    file_names: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    @property
+    def image_sizes(self) -> list[tuple[int, int]]:
+        return [t.image_size for t in self.targets]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        return replace(
+            self, images=self.images.to(device, non_blocking=non_blocking),
+            targets=[t.to(device, non_blocking) for t in self.targets],
+        )
+
+    def pin_memory(self) -> "Batch":
+        return replace(self, images=self.images.pin_memory(), targets=[t.pin_memory() for t in self.targets])
+
+
+def pad_images(images: Sequence[Tensor], size_divisibility: int = 32, value: int = 0) -> Tensor:
+    """Stack ``[3, Hi, Wi]`` images into ``[N, 3, Hp, Wp]``, padding bottom/right.
+
+    ``Hp, Wp`` are the largest sizes rounded up to ``size_divisibility`` (FPN levels then align).
+    """
+    if not images:
+        raise ValueError("pad_images needs at least one image")
+    h = max(int(i.shape[1]) for i in images)
+    w = max(int(i.shape[2]) for i in images)
+    if size_divisibility > 1:
+        h = -(-h // size_divisibility) * size_divisibility
+        w = -(-w // size_divisibility) * size_divisibility
+    out = images[0].new_full((len(images), images[0].shape[0], h, w), value)
+    for i, img in enumerate(images):
+        out[i, :, : img.shape[1], : img.shape[2]].copy_(img)
+    return out
+
+
+def collate(samples: Sequence, size_divisibility: int = 32) -> Batch:
+    """DataLoader ``collate_fn``: list of ``Sample`` (``None`` = unreadable, skipped) -> :class:`Batch`.
+
+    Semantic maps are padded with the ignore index 255 so padding never counts as background.
+
+    Raises:
+        ValueError: every image of the batch was unreadable (nothing to train on).
+    """
+    kept = [s for s in samples if s is not None]
+    if not kept:
+        raise ValueError(f"all {len(samples)} images of a batch were unreadable (see warnings above)")
+    images = [torch.from_numpy(np.ascontiguousarray(s.image)).permute(2, 0, 1) for s in kept]
+    targets = [Instances.from_sample(s) for s in kept]
+    padded = pad_images(images, size_divisibility)
+    hp, wp = padded.shape[-2:]
+    for t in targets:
+        if t.semantic is not None:
+            sem = t.semantic.new_full((hp, wp), 255)
+            sem[: t.semantic.shape[0], : t.semantic.shape[1]] = t.semantic
+            t.semantic = sem
+    return Batch(padded, targets, skipped=len(samples) - len(kept),
+                 file_names=[s.file_name for s in kept])

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     model.to(device)
     _, val_set = build_datasets(cfg.data, model.task, with_masks=getattr(model, "with_masks", False))
     class_names = cfg.model.class_names or tuple(val_set.class_names)
-    evaluator = build_evaluator(model.task, cfg.model.num_classes, class_names)
+    evaluator = build_evaluator(model.task, cfg.model.num_classes, class_names,
+                                with_masks=getattr(model, "with_masks", False))
     loader = make_loader(val_set, cfg.data, train=False, pin_memory=device.type == "cuda")
     metrics = validate(model, loader, evaluator, device, quiet=args.quiet)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterable
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..evaluation import ClassificationEvaluator
+from ..evaluation import ClassificationEvaluator, CocoEvaluator, SemanticEvaluator
 from ..structures.instances import Batch
 
 
@@ -21,19 +22,43 @@ def to_device(batch, device: torch.device):
     return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
-def build_evaluator(task: str, num_classes: int, class_names: tuple[str, ...]):
-    """The metric accumulator of a task (``reset``/``process(predictions, targets)``/``evaluate``)."""
+def build_evaluator(task: str, num_classes: int, class_names: tuple[str, ...], *, with_masks: bool = False):
+    """The metric accumulator of a task (``reset``/``process(predictions, targets)``/``evaluate``).
+
+    Detection: COCO AP (``bbox/mAP``, ``bbox/mAP50`` ..., ``segm/...`` with masks) against the
+    batch targets. Segmentation: ``miou``/``pixel_acc`` over ``num_classes + 1`` classes
+    (background first, as in the label maps).
+    """
     if task == "classification":
         return ClassificationEvaluator(num_classes, tuple(class_names))
+    if task == "detection":
+        return CocoEvaluator(None, class_names=tuple(class_names),
+                             iou_types=("bbox", "segm") if with_masks else ("bbox",))
+    if task == "segmentation":
+        return SemanticEvaluator(num_classes + 1, ("background",) + tuple(class_names))
     raise ValueError(f"no evaluator for task {task!r}")
 
 
 def predict(model: nn.Module, images: torch.Tensor, targets):
-    """Predictions of any model; detection/segmentation models map them to original image sizes."""
+    """Predictions of any model, in the frame of the model's input images."""
     if model.task == "classification":
         return model.predict(images)
-    return model.predict(images, image_sizes=[t.image_size for t in targets],
-                         orig_sizes=[t.orig_size for t in targets])
+    return model.predict(images, image_sizes=[t.image_size for t in targets])
+
+
+def process(evaluator, task: str, predictions, targets) -> None:
+    """Feed one batch to the evaluator.
+
+    Validation during training scores predictions in the model-input frame (after the eval
+    resize), against the targets in that same frame: IoUs are unchanged by the letterbox map, and
+    no mask has to be resampled. ``tools/eval.py`` maps predictions back to the image files.
+    """
+    if task == "detection":
+        evaluator.process(predictions, [replace(t, orig_size=t.image_size) for t in targets])
+    elif task == "segmentation":
+        evaluator.process(predictions, torch.stack([t.semantic for t in targets]))
+    else:
+        evaluator.process(predictions, targets)
 
 
 @torch.no_grad()
@@ -52,7 +77,7 @@ def validate(model: nn.Module, loader: Iterable, evaluator, device: torch.device
             predictions = predict(model, images, targets)
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v.item()
-        evaluator.process(predictions, targets)
+        process(evaluator, model.task, predictions, targets)
         batches += 1
     metrics = {f"val/{k}": v / max(1, batches) for k, v in sums.items()}
     metrics["val/loss"] = sum(metrics.values())

@@ -120,12 +120,13 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, quiet: bool = False, resume: 
     rank, world = init_distributed(device)
     seed_everything(tc.seed)
     model = build_model(cfg.model).to(device)
-    train_set, val_set = build_datasets(cfg.data, model.task)
+    train_set, val_set = build_datasets(cfg.data, model.task, with_masks=getattr(model, "with_masks", False))
     class_names = cfg.model.class_names or tuple(train_set.class_names)
     loader = make_loader(train_set, cfg.data, train=True, seed=tc.seed, rank=rank, world_size=world,
                          pin_memory=device.type == "cuda", deterministic=tc.deterministic)
     val_loader = make_loader(val_set, cfg.data, train=False, pin_memory=device.type == "cuda")
-    evaluator = build_evaluator(model.task, cfg.model.num_classes, class_names)
+    evaluator = build_evaluator(model.task, cfg.model.num_classes, class_names,
+                                with_masks=getattr(model, "with_masks", False))
     effective = cfg.data.batch_size * tc.accumulate * world
     lr = tc.lr * (effective / tc.base_batch_size if tc.lr_scaling == "linear" else 1.0)
     optimizer = build_optimizer(model, tc, lr)

@@ -3,3 +3,9 @@
 from .classification import ClassificationEvaluator
 
 __all__ = ["ClassificationEvaluator"]
+
+from .coco import CocoEvaluator, FastCOCOeval, detection_confusion_matrix
+from .semantic import SemanticEvaluator
+
+# Plots (matplotlib) stay in detseg.evaluation.plots, imported on use, to keep this import light.
+__all__ += ["CocoEvaluator", "FastCOCOeval", "SemanticEvaluator", "detection_confusion_matrix"]

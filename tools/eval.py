@@ -4,9 +4,11 @@ Usage:
     python tools/eval.py CONFIG --checkpoint RUN/best.pt [--out DIR] [--quiet] [key.sub=value ...]
 
 Writes ``metrics.json`` (stable keys: ``bbox/mAP``, ``bbox/mAP50``, ``segm/mAP``, ``miou``,
-``accuracy`` ... plus per-class values), and for detectors the COCO results json and the
-precision-recall, F1 and confusion-matrix pictures, into DIR (default: the checkpoint's folder
-``eval/``), and prints a readable table. EMA weights are used when the checkpoint has them.
+``accuracy`` ... plus per-class values, and for detectors the F1-optimal score thresholds), and
+for detectors the COCO results json and the precision-recall, F1 and confusion-matrix pictures,
+into DIR (default: the checkpoint's folder ``eval/``), and prints a readable table. EMA weights
+are used when the checkpoint has them. On COCO-format data, detections are mapped back to the
+image files and scored against the annotation json itself, so the numbers are pycocotools'.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from detseg.data.build import build_datasets, make_loader
 from detseg.engine.checkpoint import load_checkpoint
 from detseg.engine.evaluate import build_evaluator, validate
 from detseg.engine.train_loop import resolve_device
+from detseg.evaluation import CocoEvaluator
 from detseg.models import build_model
 
 
@@ -58,10 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     model.to(device)
     _, val_set = build_datasets(cfg.data, model.task, with_masks=getattr(model, "with_masks", False))
     class_names = cfg.model.class_names or tuple(val_set.class_names)
-    evaluator = build_evaluator(model.task, cfg.model.num_classes, class_names,
-                                with_masks=getattr(model, "with_masks", False))
+    with_masks = getattr(model, "with_masks", False)
+    original_frame = None
+    if model.task == "detection" and cfg.data.format == "coco":
+        # score against the json itself, with predictions mapped back to the image files
+        evaluator = CocoEvaluator(cfg.data.val.annotations, val_set.category_ids, class_names,
+                                  iou_types=("bbox", "segm") if with_masks else ("bbox",))
+        original_frame = cfg.data.augment
+    else:
+        evaluator = build_evaluator(model.task, cfg.model.num_classes, class_names, with_masks=with_masks)
     loader = make_loader(val_set, cfg.data, train=False, pin_memory=device.type == "cuda")
-    metrics = validate(model, loader, evaluator, device, quiet=args.quiet)
+    metrics = validate(model, loader, evaluator, device, quiet=args.quiet, original_frame=original_frame)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))

@@ -6,11 +6,14 @@ from dataclasses import replace
 from typing import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from ..config.schema import AugmentConfig
+from ..data.transforms import eval_resize_params, unletterbox_boxes
 from ..evaluation import ClassificationEvaluator, CocoEvaluator, SemanticEvaluator
-from ..structures.instances import Batch
+from ..structures.instances import Batch, Detections
 
 
 def to_device(batch, device: torch.device):
@@ -46,15 +49,37 @@ def predict(model: nn.Module, images: torch.Tensor, targets):
     return model.predict(images, image_sizes=[t.image_size for t in targets])
 
 
-def process(evaluator, task: str, predictions, targets) -> None:
+def to_original_frame(det: Detections, orig_size: tuple[int, int], resize: AugmentConfig) -> Detections:
+    """Map detections from the model-input frame back to the image file (inverse eval resize)."""
+    boxes = unletterbox_boxes(det.boxes, orig_size, resize)
+    masks = det.masks
+    if masks is not None and len(masks):
+        sx, sy, px, py = eval_resize_params(orig_size, resize)
+        h, w = orig_size
+        y0, x0 = int(py), int(px)
+        crop = masks[:, y0: y0 + max(1, round(h * sy)), x0: x0 + max(1, round(w * sx))]
+        masks = F.interpolate(crop[:, None].float(), size=(h, w), mode="nearest")[:, 0] > 0.5
+    elif masks is not None:
+        masks = masks.new_zeros((0, *orig_size))
+    return replace(det, boxes=boxes, masks=masks)
+
+
+def process(evaluator, task: str, predictions, targets, *, original_frame: AugmentConfig | None = None) -> None:
     """Feed one batch to the evaluator.
 
     Validation during training scores predictions in the model-input frame (after the eval
     resize), against the targets in that same frame: IoUs are unchanged by the letterbox map, and
-    no mask has to be resampled. ``tools/eval.py`` maps predictions back to the image files.
+    no mask has to be resampled. With ``original_frame`` (the eval resize settings), detections
+    are mapped back to the image files instead, for an evaluator holding the dataset's own COCO
+    json: the numbers are then exactly pycocotools' on the original annotations.
     """
     if task == "detection":
-        evaluator.process(predictions, [replace(t, orig_size=t.image_size) for t in targets])
+        predictions = [replace(d, image_id=t.image_id) for d, t in zip(predictions, targets)]
+        if original_frame is not None:
+            predictions = [to_original_frame(d, t.orig_size, original_frame) for d, t in zip(predictions, targets)]
+            evaluator.process(predictions, targets)
+        else:
+            evaluator.process(predictions, [replace(t, orig_size=t.image_size) for t in targets])
     elif task == "segmentation":
         evaluator.process(predictions, torch.stack([t.semantic for t in targets]))
     else:
@@ -63,8 +88,11 @@ def process(evaluator, task: str, predictions, targets) -> None:
 
 @torch.no_grad()
 def validate(model: nn.Module, loader: Iterable, evaluator, device: torch.device, precision=None,
-             *, quiet: bool = True) -> dict[str, float]:
-    """Validation loss terms (``val/<loss>``, and their sum ``val/loss``) and metrics, in eval mode."""
+             *, quiet: bool = True, original_frame: AugmentConfig | None = None) -> dict[str, float]:
+    """Validation loss terms (``val/<loss>``, and their sum ``val/loss``) and metrics, in eval mode.
+
+    ``original_frame``: see :func:`process`.
+    """
     was_training = model.training
     model.eval()
     evaluator.reset()
@@ -77,7 +105,7 @@ def validate(model: nn.Module, loader: Iterable, evaluator, device: torch.device
             predictions = predict(model, images, targets)
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v.item()
-        process(evaluator, model.task, predictions, targets)
+        process(evaluator, model.task, predictions, targets, original_frame=original_frame)
         batches += 1
     metrics = {f"val/{k}": v / max(1, batches) for k, v in sums.items()}
     metrics["val/loss"] = sum(metrics.values())

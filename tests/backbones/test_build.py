@@ -4,39 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torchvision
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from detseg.backbones.build import BACKBONES, build_backbone
 
 NAMES = list(BACKBONES)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Run these tests single-threaded (restored afterwards).
-
-    On a small shared CPU, OpenMP threads spin against other processes and made this file's
-    forward passes ~10x slower.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def randomize_bn(model: nn.Module, seed: int = 0) -> None:
-    """Move BN statistics and affine parameters off their defaults, so equality tests can fail."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
-                m.running_var.copy_(0.75 + 0.5 * torch.rand(n, generator=gen))
-                m.weight.copy_(0.75 + 0.5 * torch.rand(n, generator=gen))
-                m.bias.copy_(0.1 * torch.randn(n, generator=gen))
 
 
 def images(n: int = 2, h: int = 67, w: int = 75) -> torch.Tensor:
@@ -99,13 +72,10 @@ def test_frozen_stages_out_of_range():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_freeze_bn_replaces_batchnorm_and_keeps_eval_outputs(name, tmp_path):
+def test_freeze_bn_replaces_batchnorm_and_keeps_eval_outputs(name, saved_weights):
     torch.manual_seed(0)
-    reference = BACKBONES[name](width=0.125)
-    randomize_bn(reference)
-    path = tmp_path / f"{name}.pth"
-    torch.save(reference.state_dict(), path)
-    model = build_backbone(name, width=0.125, pretrained_path=str(path), freeze_bn=True)
+    reference, path = saved_weights(BACKBONES[name](width=0.125))
+    model = build_backbone(name, width=0.125, pretrained_path=path, freeze_bn=True)
     num_bn = sum(isinstance(m, nn.BatchNorm2d) for m in reference.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert sum(isinstance(m, FrozenBatchNorm2d) for m in model.modules()) == num_bn
@@ -120,14 +90,10 @@ def test_freeze_bn_replaces_batchnorm_and_keeps_eval_outputs(name, tmp_path):
         torch.testing.assert_close(out[stage], value, atol=1e-5 * scale, rtol=1e-5)
 
 
-def test_pretrained_torchvision_file_then_frozen_bn_holds_its_statistics(tmp_path):
-    torch.manual_seed(0)
-    tv = torchvision.models.resnet18(weights=None)
-    randomize_bn(tv)
-    path = tmp_path / "resnet18.pth"
-    torch.save(tv.state_dict(), path)
+def test_pretrained_torchvision_file_then_frozen_bn_holds_its_statistics(saved_weights):
+    tv, path = saved_weights("resnet18")
     model = build_backbone(
-        "resnet18", pretrained_path=str(path), freeze_bn=True, frozen_stages=1, out_features=["c5"]
+        "resnet18", pretrained_path=path, freeze_bn=True, frozen_stages=1, out_features=["c5"]
     )
     for name in ("bn1", "layer1.0.bn1", "layer3.1.bn2", "layer4.0.downsample.1"):
         ours, theirs = model.get_submodule(name), tv.get_submodule(name)

@@ -8,7 +8,6 @@ import re
 import pytest
 import torch
 import torchvision
-from torch import nn
 
 from detseg.backbones.densenet import densenet121, densenet169, densenet201
 from detseg.backbones.weights import load_torchvision_weights
@@ -27,42 +26,6 @@ TINY_CHANNELS = {
     "densenet169": (8, 32, 64, 160, 208),
     "densenet201": (8, 32, 64, 224, 240),
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Run these tests single-threaded (restored afterwards).
-
-    On a small shared CPU, OpenMP threads spin against other processes and made this file's
-    forward passes ~10x slower.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def randomize_bn(model: nn.Module, seed: int = 0) -> None:
-    """Move BN statistics and affine parameters off their defaults, so parity tests can fail."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
-                m.running_var.copy_(0.75 + 0.5 * torch.rand(n, generator=gen))
-                m.weight.copy_(0.75 + 0.5 * torch.rand(n, generator=gen))
-                m.bias.copy_(0.1 * torch.randn(n, generator=gen))
-
-
-def save_torchvision(tmp_path, name: str) -> tuple[nn.Module, str]:
-    """A randomly initialised torchvision model (BN randomized, eval mode) and its saved weights."""
-    torch.manual_seed(0)
-    tv = getattr(torchvision.models, name)(weights=None)
-    randomize_bn(tv)
-    path = str(tmp_path / f"{name}.pth")
-    torch.save(tv.state_dict(), path)
-    return tv.eval(), path
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
@@ -116,8 +79,8 @@ def test_state_dict_and_parameter_count_match_torchvision(name):
     assert not hasattr(headless, "classifier")
 
 
-def test_densenet121_logits_and_c5_match_torchvision(tmp_path):
-    tv, path = save_torchvision(tmp_path, "densenet121")
+def test_densenet121_logits_and_c5_match_torchvision(saved_weights):
+    tv, path = saved_weights("densenet121")
     ours = densenet121(num_classes=1000)
     assert load_torchvision_weights(ours, path) == []
     ours.eval()
@@ -141,8 +104,8 @@ def test_only_output_stride_32(output_stride):
         densenet121(width=0.125, output_stride=output_stride)
 
 
-def test_wrong_architecture_file_names_missing_keys(tmp_path):
-    _, path = save_torchvision(tmp_path, "densenet121")
+def test_wrong_architecture_file_names_missing_keys(saved_weights):
+    _, path = saved_weights("densenet121")
     missing = r"(?s)missing \(\d+\): features\.denseblock3\.denselayer25\..*right architecture"
     with pytest.raises(ValueError, match=missing):
         load_torchvision_weights(densenet169(), path)

@@ -26,42 +26,6 @@ TINY_CHANNELS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Run these tests single-threaded (restored afterwards).
-
-    On a small shared CPU, OpenMP threads spin against other processes and made this file's
-    forward passes ~10x slower.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def randomize_bn(model: nn.Module, seed: int = 0) -> None:
-    """Move BN statistics and affine parameters off their defaults, so parity tests can fail."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
-                m.running_var.copy_(0.75 + 0.5 * torch.rand(n, generator=gen))
-                m.weight.copy_(0.75 + 0.5 * torch.rand(n, generator=gen))
-                m.bias.copy_(0.1 * torch.randn(n, generator=gen))
-
-
-def save_torchvision(tmp_path, name: str, **kwargs) -> tuple[nn.Module, str]:
-    """A randomly initialised torchvision model (BN randomized, eval mode) and its saved weights."""
-    torch.manual_seed(0)
-    tv = getattr(torchvision.models, name)(weights=None, **kwargs)
-    randomize_bn(tv)
-    path = str(tmp_path / f"{name}.pth")
-    torch.save(tv.state_dict(), path)
-    return tv.eval(), path
-
-
 def torchvision_layer4(tv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
         x = getattr(tv, name)(x)
@@ -108,8 +72,8 @@ def test_state_dict_and_parameter_count_match_torchvision(name):
 
 
 @pytest.mark.parametrize("name, size", [("resnet18", 96), ("resnet50", 224)])
-def test_logits_match_torchvision(tmp_path, name, size):
-    tv, path = save_torchvision(tmp_path, name)
+def test_logits_match_torchvision(saved_weights, name, size):
+    tv, path = saved_weights(name)
     ours = BUILDERS[name](num_classes=1000)
     assert load_torchvision_weights(ours, path) == []
     ours.eval()
@@ -120,8 +84,8 @@ def test_logits_match_torchvision(tmp_path, name, size):
         assert expected.std() > 0.1  # randomized BN keeps logits far from trivial
 
 
-def test_headless_load_drops_fc_and_matches_layer4(tmp_path):
-    tv, path = save_torchvision(tmp_path, "resnet18")
+def test_headless_load_drops_fc_and_matches_layer4(saved_weights):
+    tv, path = saved_weights("resnet18")
     ours = resnet18()
     assert sorted(load_torchvision_weights(ours, path)) == ["fc.bias", "fc.weight"]
     x = torch.randn(1, 3, 64, 64)
@@ -130,9 +94,9 @@ def test_headless_load_drops_fc_and_matches_layer4(tmp_path):
 
 
 @pytest.mark.parametrize("output_stride", [16, 8])
-def test_dilation_matches_torchvision(tmp_path, output_stride):
+def test_dilation_matches_torchvision(saved_weights, output_stride):
     dilate = [False, output_stride == 8, True]
-    tv, path = save_torchvision(tmp_path, "resnet50", replace_stride_with_dilation=dilate)
+    tv, path = saved_weights("resnet50", replace_stride_with_dilation=dilate)
     ours = resnet50(output_stride=output_stride)
     load_torchvision_weights(ours, path)  # same keys and shapes as the undilated model
     strides = {k: s.stride for k, s in ours.stage_specs.items()}
@@ -171,8 +135,8 @@ def test_bad_arguments(kwargs, message):
         resnet18(**kwargs)
 
 
-def test_wrong_architecture_file_names_missing_keys(tmp_path):
-    _, path = save_torchvision(tmp_path, "resnet18")
+def test_wrong_architecture_file_names_missing_keys(saved_weights):
+    _, path = saved_weights("resnet18")
     with pytest.raises(ValueError, match=r"(?s)missing \(\d+\): layer1\.2\..*right architecture"):
         load_torchvision_weights(resnet34(), path)
 

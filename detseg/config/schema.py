@@ -234,7 +234,7 @@ class TrainConfig:
         ema_decay: keep an exponential moving average of the weights (validated and saved as
             the model) with this decay; ``None`` = off.
         amp: ``auto`` = bf16 autocast on GPUs with bf16, fp16 + grad scaler on older GPUs, fp32
-            on CPU; ``off`` = always fp32.
+            on CPU; ``bf16`` / ``fp16`` force one on GPUs; ``off`` = always fp32.
         max_nonfinite_steps: under mixed precision, non-finite steps are skipped and counted;
             after this many the run switches to fp32 (logged) instead of producing a NaN model.
         on_nonfinite: what a non-finite loss does in fp32: ``error`` stops (naming iteration and
@@ -261,7 +261,7 @@ class TrainConfig:
     base_batch_size: int = 16
     clip_grad_norm: float | None = None
     ema_decay: float | None = None
-    amp: Literal["auto", "off"] = "auto"
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     max_nonfinite_steps: int = 3
     on_nonfinite: Literal["error", "skip"] = "error"
     deterministic: bool = False

@@ -20,7 +20,7 @@ class Precision:
     """Autocast context, loss scaling and non-finite step handling for one run.
 
     * ``amp="auto"`` on CUDA: bf16 autocast when the GPU supports it (no scaler needed), else fp16
-      with a ``GradScaler``. CPU always runs fp32.
+      with a ``GradScaler``; ``"bf16"``/``"fp16"`` force one. CPU always runs fp32.
     * A non-finite loss or gradient under mixed precision skips the step and is counted; after
       ``max_nonfinite`` such steps the run switches itself to fp32 and logs why (instead of
       training on into a NaN model, or asking users to maintain an op allow-list).
@@ -28,7 +28,7 @@ class Precision:
       skips the step (``"skip"``).
 
     Args:
-        amp: ``auto`` or ``off``.
+        amp: ``auto``, ``bf16``, ``fp16`` or ``off``.
         device: the training device.
         max_nonfinite: skipped mixed-precision steps tolerated before falling back to fp32.
         on_nonfinite: fp32 policy, ``error`` or ``skip``.
@@ -37,8 +37,9 @@ class Precision:
     def __init__(self, amp: str, device: torch.device, max_nonfinite: int = 3, on_nonfinite: str = "error") -> None:
         self.device = device
         self.dtype: torch.dtype | None = None
-        if amp == "auto" and device.type == "cuda":
-            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cuda" and amp != "off":
+            bf16 = amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported())
+            self.dtype = torch.bfloat16 if bf16 else torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
         self.max_nonfinite = max_nonfinite
         self.on_nonfinite = on_nonfinite

@@ -166,3 +166,16 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, repo):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert "x2" in proc.stdout and (run / "last.pt").is_file()
     assert proc.stdout.count("epoch 2/2") == 1  # only rank 0 logs
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_training_on_gpu(tmp_path, repo, amp, capsys):
+    cfg = tiny(repo, "train.epochs=2", "train.device=cuda", f"train.amp={amp}", "train.deterministic=false",
+               "train.clip_grad_norm=5.0")
+    run = new_run_dir(tmp_path, amp)
+    train(cfg, run, quiet=True)
+    assert f"cuda x1, {amp}" in capsys.readouterr().out
+    state = load_checkpoint(run / "last.pt")
+    assert state["precision"]["dtype"] == amp
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

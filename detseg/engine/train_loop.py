@@ -146,6 +146,8 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, quiet: bool = False, resume: 
         precision.load_state_dict(state["precision"])
         if ema is not None and state.get("ema_full"):
             ema.load_state_dict(state["ema_full"])
+        for p, g in zip(params, state.get("grads") or ()):
+            p.grad = None if g is None else g.to(device)
         log = state["log"]
     main = is_main_process()
     if main:
@@ -155,9 +157,12 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, quiet: bool = False, resume: 
               + (f" (linear scaling of {tc.lr:.4g} from batch {tc.base_batch_size})" if tc.lr_scaling == "linear" else ""),
               flush=True)
 
-    def checkpoint(path: Path, epoch_done: int, batches_done: int) -> None:
-        log.update(epoch=epoch_done, batches_done=batches_done)
+    def checkpoint(path: Path, epoch_done: int, batches_done: int, running: float = 0.0) -> None:
+        # mid-accumulation (Ctrl-C between optimiser steps) the summed gradients are saved too
+        partial = batches_done % tc.accumulate != 0
+        log.update(epoch=epoch_done, batches_done=batches_done, running=running)
         save_checkpoint({
+            "grads": [None if p.grad is None else p.grad.detach().cpu() for p in params] if partial else None,
             "model": model.state_dict(), "ema": None if ema is None else ema.module.state_dict(),
             "ema_full": None if ema is None else ema.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "precision": precision.state_dict(), "log": log,
@@ -175,9 +180,11 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, quiet: bool = False, resume: 
         if skip:
             _set_rng_state(state["rng"])
         net.train()
+        num_batches = skip + len(loader)  # len(loader) counts what is left of a resumed epoch
         bar = tqdm(loader, desc=f"epoch {epoch}/{tc.epochs}", disable=quiet or not main, leave=False,
-                   total=len(loader.sampler) // cfg.data.batch_size or None)
-        running, seen, skipped, start, done = 0.0, 0, 0, time.perf_counter(), skip
+                   initial=skip, total=num_batches)
+        running = log.get("running", 0.0) if skip else 0.0
+        seen, skipped, start, done = 0, 0, time.perf_counter(), skip
         try:
             for i, batch in enumerate(bar, start=skip):
                 images, targets = to_device(batch, device)
@@ -189,24 +196,24 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, quiet: bool = False, resume: 
                     loss = sum(losses.values())
                     precision.backward(loss / tc.accumulate)
                     running += loss.item()
-                if (i + 1) % tc.accumulate == 0 or i + 1 == len(loader):
+                if (i + 1) % tc.accumulate == 0 or i + 1 == num_batches:
                     if precision.step(optimizer, params, tc.clip_grad_norm, where) and ema is not None:
                         ema.update_parameters(model)
                     optimizer.zero_grad(set_to_none=True)
                     scheduler.step()
-                    done = i + 1
+                done = i + 1
                 log["it"] += 1
                 seen += len(images)
-                bar.set_postfix(loss=f"{running / max(1, i + 1 - skip):.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                bar.set_postfix(loss=f"{running / max(1, i + 1):.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
                                 img_s=f"{seen * world / (time.perf_counter() - start):.0f}")
         except KeyboardInterrupt:
             if main:
-                checkpoint(run_dir / "last.pt", epoch - 1, done)
+                checkpoint(run_dir / "last.pt", epoch - 1, done, running)
                 print(f"\n[train] interrupted: saved {run_dir / 'last.pt'} (epoch {epoch}, batch {done}); "
                       f"continue with --resume {run_dir / 'last.pt'}", flush=True)
             raise
+        row = {"epoch": epoch, "train/loss": running / max(1, num_batches), "lr": scheduler.get_last_lr()[0]}
         skip = 0
-        row = {"epoch": epoch, "train/loss": running / max(1, len(loader)), "lr": scheduler.get_last_lr()[0]}
         if world > 1:
             row = all_reduce_mean(row, device)
             # DDP syncs buffers at the start of each forward; the last forward's BN statistics

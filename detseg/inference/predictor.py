@@ -1,0 +1,209 @@
+"""Inference for people: load a checkpoint in one call, predict on arrays, files or tiles.
+
+Example:
+    >>> predictor = Predictor.from_checkpoint("runs/yolo_shapes/best.pt")
+    >>> result = predictor("street.jpg")[0]
+    >>> result.names, result.scores                # ["car", "person"], array([0.91, 0.77])
+    >>> cv2.imwrite("out.jpg", result.plot()[..., ::-1])
+
+Predictions come back in the coordinates of the original image: the predictor applies the
+checkpoint's evaluation resize (``data.augment``), runs the model, and maps boxes, masks and
+label maps back through that resize's exact inverse.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.ops import batched_nms
+
+from ..config.io import from_dict
+from ..config.schema import AugmentConfig, ExperimentConfig
+from ..data.sample import Sample, read_image
+from ..data.transforms import build_transforms, eval_resize_params
+from ..engine.checkpoint import load_checkpoint
+from ..engine.evaluate import to_original_frame
+from ..engine.train_loop import resolve_device
+from ..models import build_model
+from ..structures.instances import Detections, collate
+from ..utils.visualize import draw_detections, overlay_semantic
+
+
+@dataclass
+class Result:
+    """Predictions for one image, in its own pixel coordinates (numpy arrays).
+
+    Attributes:
+        image: ``[H, W, 3]`` uint8 RGB (the input).
+        boxes: ``[M, 4]`` float32 xyxy; scores ``[M]``; labels ``[M]`` 0-based; masks
+            ``[M, H, W]`` bool or None (detectors); semantic ``[H, W]`` int64 label map or None
+            (segmenters: 0 background, k + 1 class k).
+        class_names: names by label.
+        source: where the image came from (path, or ``video.mp4#frame``).
+    """
+
+    image: np.ndarray
+    class_names: tuple[str, ...]
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    masks: np.ndarray | None = None
+    semantic: np.ndarray | None = None
+    source: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        """Class name of each detection."""
+        return [self.class_names[int(k)] for k in self.labels]
+
+    def plot(self, score_threshold: float = 0.0) -> np.ndarray:
+        """The image with boxes, names, scores and masks (or the label map) drawn, RGB."""
+        out = self.image if self.semantic is None else overlay_semantic(self.image, self.semantic)
+        return draw_detections(out, self.boxes, self.labels, self.scores, self.masks,
+                               class_names=self.class_names, score_threshold=score_threshold)
+
+    def to_coco(self, image_id: int, category_ids: Sequence[int] | None = None) -> list[dict]:
+        """COCO results entries (``bbox`` as xywh; ``category_id`` = ``category_ids[label]`` or label + 1)."""
+        entries = []
+        for box, score, label in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist()):
+            cat = category_ids[label] if category_ids is not None else label + 1
+            entries.append({"image_id": image_id, "category_id": int(cat), "score": round(score, 5),
+                            "bbox": [round(box[0], 2), round(box[1], 2), round(box[2] - box[0], 2), round(box[3] - box[1], 2)]})
+        return entries
+
+    def to_dict(self) -> dict:
+        """JSON-friendly summary: source and one entry per detection (name, score, xyxy box)."""
+        return {"source": self.source, "detections": [
+            {"label": int(k), "name": n, "score": round(float(s), 5), "box": [round(float(v), 2) for v in b]}
+            for k, n, s, b in zip(self.labels, self.names, self.scores, self.boxes)]}
+
+
+class Predictor:
+    """A model plus its preprocessing, callable on images; one lock per predictor, so threads may share it.
+
+    Args:
+        model: a detection or segmentation model (``predict(images, image_sizes)``).
+        class_names: names by label.
+        resize: the evaluation resize the model was validated with (``data.augment``).
+        device: ``auto``, ``cpu``, ``cuda`` ...
+        half: run under fp16/bf16 autocast on CUDA.
+        score_threshold: drop detections below this score.
+        classes: keep only these labels (``None``: all).
+    """
+
+    def __init__(self, model: torch.nn.Module, class_names: Sequence[str], resize: AugmentConfig, *,
+                 device: str = "auto", half: bool = False, score_threshold: float = 0.25,
+                 classes: Sequence[int] | None = None) -> None:
+        if getattr(model, "task", None) not in ("detection", "segmentation"):
+            raise ValueError(f"Predictor needs a detection or segmentation model, got task {getattr(model, 'task', None)!r}")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.class_names = tuple(class_names)
+        self.resize = resize
+        self.transform = build_transforms(resize, train=False)
+        self.half = half and self.device.type == "cuda"
+        self.score_threshold = score_threshold
+        self.classes = None if classes is None else torch.as_tensor(list(classes))
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, *, image_size: int | None = None, **kwargs) -> "Predictor":
+        """Build the model a ``tools/train.py`` checkpoint describes and load its (EMA) weights.
+
+        Raises:
+            ValueError: not a detseg checkpoint, a classifier checkpoint, weights that do not fit
+                the model of the saved config, or a checkpoint without class names.
+        """
+        state = load_checkpoint(path)
+        cfg = from_dict(ExperimentConfig, state["config"], source=f"{path} (saved config)")
+        model = build_model(cfg.model)
+        try:
+            model.load_state_dict(state.get("ema") or state["model"])
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: weights do not fit the model of its own config ({cfg.model.arch}): {exc}") from exc
+        names = state.get("class_names") or cfg.model.class_names
+        if not names:
+            raise ValueError(f"{path} has no class-name table")
+        resize = cfg.data.augment if image_size is None else AugmentConfig(**{**vars(cfg.data.augment), "image_size": image_size})
+        return cls(model, names, resize, **kwargs)
+
+    def __call__(self, images, batch_size: int = 8) -> list[Result]:
+        """Predict on one image or a list: RGB uint8 arrays or paths (read as RGB)."""
+        items = images if isinstance(images, (list, tuple)) else [images]
+        out: list[Result] = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start: start + batch_size]
+            arrays = [read_image(x) if isinstance(x, (str, Path)) else x for x in chunk]
+            sources = [str(x) if isinstance(x, (str, Path)) else "" for x in chunk]
+            out.extend(self.predict_arrays(arrays, sources))
+        return out
+
+    @torch.no_grad()
+    def predict_arrays(self, arrays: Sequence[np.ndarray], sources: Sequence[str] | None = None) -> list[Result]:
+        """One batched forward pass over ``[H, W, 3]`` uint8 RGB arrays (any sizes)."""
+        for a in arrays:
+            if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+                raise ValueError(f"expected HxWx3 uint8 RGB images, got {a.shape} {a.dtype}")
+        samples = [self.transform(Sample(np.ascontiguousarray(a))) for a in arrays]
+        batch = collate(samples).to(self.device)
+        sizes = batch.image_sizes
+        with self._lock, torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
+            raw = self.model.predict(batch.images, image_sizes=sizes)
+        sources = sources or [""] * len(arrays)
+        if self.model.task == "segmentation":
+            return [Result(a, self.class_names, semantic=self._semantic_back(raw[i], sizes[i], a.shape[:2]), source=s)
+                    for i, (a, s) in enumerate(zip(arrays, sources))]
+        results = []
+        for det, a, s in zip(raw, arrays, sources):
+            det = self._filter(det)
+            det = to_original_frame(det, a.shape[:2], self.resize)
+            results.append(Result(
+                a, self.class_names, det.boxes.float().cpu().numpy(), det.scores.float().cpu().numpy(),
+                det.labels.cpu().numpy(), None if det.masks is None else det.masks.cpu().numpy(), source=s))
+        return results
+
+    def _filter(self, det: Detections) -> Detections:
+        keep = det.scores >= self.score_threshold
+        if self.classes is not None:
+            keep &= torch.isin(det.labels, self.classes.to(det.labels.device))
+        return det[keep]
+
+    def _semantic_back(self, label_map: torch.Tensor, size: tuple[int, int], orig: tuple[int, int]) -> np.ndarray:
+        sx, sy, px, py = eval_resize_params(orig, self.resize)
+        h, w = orig
+        crop = label_map[int(py): int(py) + max(1, round(h * sy)), int(px): int(px) + max(1, round(w * sx))]
+        back = F.interpolate(crop[None, None].float(), size=(h, w), mode="nearest")[0, 0]
+        return back.long().cpu().numpy()
+
+    def predict_tiled(self, image: np.ndarray, tile: int | None = None, overlap: float = 0.2,
+                      iou: float = 0.5, batch_size: int = 8) -> Result:
+        """Sliced inference on a large image: overlapping tiles, detections merged with class-wise NMS.
+
+        Small objects that vanish when a 4000 px photo is shrunk to the model's input size stay
+        visible in ``tile``-sized crops (default: the model input size, so tiles are not resized).
+        """
+        if self.model.task != "detection":
+            raise ValueError("tiled inference merges boxes: detection models only")
+        tile = tile or self.resize.image_size
+        h, w = image.shape[:2]
+        step = max(1, int(tile * (1 - overlap)))
+        ys = sorted({min(y, max(0, h - tile)) for y in range(0, max(1, h - tile + step), step)})
+        xs = sorted({min(x, max(0, w - tile)) for x in range(0, max(1, w - tile + step), step)})
+        offsets = [(x, y) for y in ys for x in xs]
+        crops = [np.ascontiguousarray(image[y: y + tile, x: x + tile]) for x, y in offsets]
+        parts = []
+        for start in range(0, len(crops), batch_size):
+            parts += self.predict_arrays(crops[start: start + batch_size])
+        whole = self.predict_arrays([image])[0]  # large objects that no tile holds whole
+        boxes = [whole.boxes] + [r.boxes + np.array([x, y, x, y], np.float32) for r, (x, y) in zip(parts, offsets)]
+        scores = np.concatenate([whole.scores] + [r.scores for r in parts])
+        labels = np.concatenate([whole.labels] + [r.labels for r in parts])
+        boxes = np.concatenate(boxes).reshape(-1, 4)
+        keep = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(labels), iou).numpy()
+        return Result(image, self.class_names, boxes[keep], scores[keep], labels[keep])

@@ -1,0 +1,106 @@
+"""Predictor: preprocessing, mapping back to the original image, filtering, tiles, threads."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from detseg.config.schema import AugmentConfig
+from detseg.inference import Predictor
+from detseg.structures.instances import Detections
+
+
+class CentreBox(nn.Module):
+    """Finds one 'object': the box of the bright pixels of each input image (input frame)."""
+
+    task, with_masks = "detection", False
+
+    def __init__(self):
+        super().__init__()
+        self.seen_sizes = []
+
+    def predict(self, images, image_sizes=None):
+        out = []
+        for img, size in zip(images, image_sizes):
+            self.seen_sizes.append(tuple(size))
+            ys, xs = (img[0] > 200).nonzero(as_tuple=True)
+            if len(xs) == 0:
+                out.append(Detections.empty())
+                continue
+            box = torch.tensor([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], dtype=torch.float32)
+            out.append(Detections(torch.cat([box, box]), torch.tensor([0.9, 0.2]), torch.tensor([1, 0])))
+        return out
+
+
+class Threshold(nn.Module):
+    task, with_masks = "segmentation", False
+
+    def predict(self, images, image_sizes=None):
+        return (images[:, 0] > 200).long() * 2  # class 1 (label value 2) where bright
+
+
+def image_with_square(h=48, w=96, box=(60, 10, 80, 30)):
+    img = np.zeros((h, w, 3), np.uint8)
+    x1, y1, x2, y2 = box
+    img[y1:y2, x1:x2] = 255
+    return img
+
+
+def test_boxes_come_back_in_original_pixels_and_filters_apply():
+    model = CentreBox()
+    predictor = Predictor(model, ["a", "b"], AugmentConfig(image_size=64, resize="letterbox"), device="cpu",
+                          score_threshold=0.5)
+    result = predictor(image_with_square())[0]
+    assert model.seen_sizes == [(64, 64)]
+    np.testing.assert_allclose(result.boxes, [[60, 10, 80, 30]], atol=1.0)
+    assert result.names == ["b"] and result.scores.tolist() == pytest.approx([0.9])
+    assert result.to_coco(7)[0]["bbox"] == pytest.approx([60, 10, 20, 20], abs=1.0)
+    only_a = Predictor(model, ["a", "b"], AugmentConfig(image_size=64), device="cpu", score_threshold=0.0, classes=[0])
+    assert only_a(image_with_square())[0].labels.tolist() == [0]
+    assert result.plot().shape == (48, 96, 3)
+
+
+def test_segmentation_maps_come_back_at_original_size():
+    predictor = Predictor(Threshold(), ["a", "b"], AugmentConfig(image_size=64), device="cpu")
+    result = predictor(image_with_square())[0]
+    assert result.semantic.shape == (48, 96)
+    assert result.semantic[20, 70] == 2 and result.semantic[5, 5] == 0
+    assert abs(int((result.semantic == 2).sum()) - 400) <= 60
+
+
+def test_tiles_find_small_objects_and_merge_duplicates():
+    big = np.zeros((300, 300, 3), np.uint8)
+    big[140:150, 140:150] = 255  # lies in several overlapping tiles
+    predictor = Predictor(CentreBox(), ["a", "b"], AugmentConfig(image_size=128), device="cpu", score_threshold=0.5)
+    result = predictor.predict_tiled(big, tile=128, overlap=0.25)
+    assert len(result.boxes) == 1
+    np.testing.assert_allclose(result.boxes[0], [140, 140, 150, 150], atol=1.5)
+
+
+def test_threads_share_one_predictor_safely():
+    predictor = Predictor(CentreBox(), ["a", "b"], AugmentConfig(image_size=64), device="cpu", score_threshold=0.5)
+    results = []
+
+    def work():
+        results.extend(predictor([image_with_square()] * 3))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 12 and all(r.names == ["b"] for r in results)
+
+
+def test_bad_inputs_are_clear():
+    with pytest.raises(ValueError, match="detection or segmentation model"):
+        Predictor(nn.Linear(1, 1), ["a"], AugmentConfig(), device="cpu")
+    predictor = Predictor(CentreBox(), ["a", "b"], AugmentConfig(image_size=64), device="cpu")
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        predictor(np.zeros((10, 10), np.uint8))
+    with pytest.raises(OSError, match="missing.jpg"):
+        predictor("missing.jpg")

@@ -1,0 +1,60 @@
+"""tools/make_docs.py: the committed architecture guide matches the code, and --check notices
+when it does not.
+
+The tool is called in-process through ``main([...])``; it is loaded from its file since ``tools/``
+is not a package. Only the first test generates the guide (a few seconds); the others replace
+``generate`` to test the check and write logic alone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from detseg.backbones.build import BACKBONES
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def make_docs():
+    path = REPO / "tools" / "make_docs.py"
+    spec = importlib.util.spec_from_file_location("_detseg_tool_make_docs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_guide_is_up_to_date(make_docs, capsys):
+    code = make_docs.main(["--check"])
+    out, err = capsys.readouterr()
+    assert code == 0, f"docs/architectures.md is stale; run `python tools/make_docs.py`\n{err}"
+    assert "up to date" in out
+    text = (REPO / "docs" / "architectures.md").read_text(encoding="utf-8")
+    for name in BACKBONES:
+        assert f"#### `{name}`" in text
+
+
+def test_check_fails_on_stale_or_missing_file(make_docs, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(make_docs, "generate", lambda: "# guide\n| a | 1 |\n")
+    path = tmp_path / "architectures.md"
+    assert make_docs.main(["--check", "--output", str(path)]) == 1
+    assert "is missing" in capsys.readouterr().err
+
+    path.write_text("# guide\n| a | 2 |\n", encoding="utf-8")
+    assert make_docs.main(["--check", "--output", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path} is stale" in err and "python tools/make_docs.py" in err
+    assert "-| a | 2 |" in err and "+| a | 1 |" in err  # the diff shows what changed
+    assert path.read_text(encoding="utf-8") == "# guide\n| a | 2 |\n"  # --check never writes
+
+
+def test_write_then_check(make_docs, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(make_docs, "generate", lambda: "# guide\n")
+    path = tmp_path / "sub" / "architectures.md"
+    assert make_docs.main(["--output", str(path)]) == 0
+    assert path.read_text(encoding="utf-8") == "# guide\n"
+    assert make_docs.main(["--check", "--output", str(path)]) == 0
+    assert "up to date" in capsys.readouterr().out

@@ -9,6 +9,9 @@ from torch import nn
 from .backbones.build import build_backbone
 from .classification import ImageClassifier
 from .config import ModelConfig
+from .detection.faster_rcnn import build_faster_rcnn
+from .detection.mask_rcnn import build_mask_rcnn
+from .detection.rcnn import build_fast_rcnn, build_rcnn
 
 
 def build_classifier(cfg: ModelConfig) -> ImageClassifier:
@@ -25,6 +28,10 @@ def build_classifier(cfg: ModelConfig) -> ImageClassifier:
 #: arch name -> builder(ModelConfig) -> model with ``loss(images, targets)`` / ``predict(images)``
 MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "classifier": build_classifier,
+    "rcnn": build_rcnn,
+    "fast_rcnn": build_fast_rcnn,
+    "faster_rcnn": build_faster_rcnn,
+    "mask_rcnn": build_mask_rcnn,
 }
 
 

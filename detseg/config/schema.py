@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .io import ExistingDir, ExistingFile
+from .two_stage import TwoStageConfig
 
 STAGES = ("c1", "c2", "c3", "c4", "c5")
 
@@ -77,6 +78,7 @@ class ModelConfig:
     class_names: tuple[str, ...] | None = None
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     neck: FPNConfig | None = None
+    two_stage: TwoStageConfig = field(default_factory=TwoStageConfig)
 
     def __post_init__(self) -> None:
         if self.num_classes < 1:
@@ -109,6 +111,8 @@ class AugmentConfig:
             ``[1 - s, 1 + s]``) and hue jitter (``+-s / 10`` of the colour circle); 0 disables.
         mosaic_prob: probability that :class:`MosaicDataset` builds a 4-image mosaic (training,
             single-shot detectors); only used by ``MosaicDataset``.
+        close_mosaic: mosaics are switched off for the last ``close_mosaic`` epochs, so the
+            model ends on images that look like the test ones (YOLOX/Ultralytics do the same).
         pad_value: grey level of image padding (114, as YOLO).
         min_box_size: training boxes narrower or shorter than this (pixels) after augmentation
             are dropped with their masks.
@@ -123,6 +127,7 @@ class AugmentConfig:
     crop_prob: float = 0.0
     color_jitter: float = 0.0
     mosaic_prob: float = 0.0
+    close_mosaic: int = 0
     pad_value: int = 114
     min_box_size: float = 2.0
     min_visibility: float = 0.1
@@ -137,6 +142,8 @@ class AugmentConfig:
         for name in ("hflip_prob", "crop_prob", "mosaic_prob", "min_visibility"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.close_mosaic < 0:
+            problems.append(f"close_mosaic must be >= 0 epochs, got {self.close_mosaic}")
         if len(self.scale_jitter) != 2 or not 0 < self.scale_jitter[0] <= self.scale_jitter[1]:
             problems.append(f"scale_jitter must be (min, max) with 0 < min <= max, got {self.scale_jitter}")
         if not 0.0 <= self.color_jitter <= 1.0:

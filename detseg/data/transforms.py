@@ -532,9 +532,11 @@ class MosaicDataset(Dataset):
         * ``seed=int``: item ``i`` in epoch ``e`` is a pure function of ``(seed, e, i)``: both
           the mosaic choices and the transform's randomness come from
           ``np.random.default_rng([seed, e, i])``, whatever the worker layout. Call
-          :meth:`set_epoch` at the start of each epoch (with persistent workers, the workers'
-          copies do not see it; use ``persistent_workers=False``), or every epoch repeats the
-          same augmentation.
+          :meth:`set_epoch` at the start of each epoch, or every epoch repeats the same
+          augmentation.
+
+    :meth:`set_epoch` and :meth:`set_mosaic` write to a small shared-memory tensor, so
+    DataLoader workers, persistent ones included, see them at once.
 
     Args:
         dataset: map-style dataset of samples.
@@ -556,7 +558,7 @@ class MosaicDataset(Dataset):
         self.cfg = cfg
         self.transform = transform
         self.seed = seed
-        self.epoch = 0
+        self._state = torch.tensor([0, 1], dtype=torch.int64).share_memory_()  # epoch, mosaic on
         self._rng: np.random.Generator | None = None
         self._rng_pid: int | None = None
 
@@ -568,9 +570,17 @@ class MosaicDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    @property
+    def epoch(self) -> int:
+        return int(self._state[0])
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random choices ``seed`` mode reproduces."""
-        self.epoch = int(epoch)
+        self._state[0] = int(epoch)
+
+    def set_mosaic(self, on: bool) -> None:
+        """Switch mosaics on or off (``augment.close_mosaic`` turns them off for the last epochs)."""
+        self._state[1] = int(bool(on))
 
     def _raw(self, index: int) -> Sample | None:
         if hasattr(self.dataset, "load"):
@@ -595,7 +605,7 @@ class MosaicDataset(Dataset):
         if primary is None:
             return None
         sample = primary
-        if rng.random() < self.cfg.mosaic_prob:
+        if rng.random() < self.cfg.mosaic_prob and bool(self._state[1]):
             others = rng.integers(0, len(self), size=3)
             sample = mosaic([primary] + [self._raw(int(i)) for i in others], self.cfg, rng)
         if self.transform is None:

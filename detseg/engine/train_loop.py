@@ -177,6 +177,8 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, quiet: bool = False, resume: 
         loader.sampler.set_epoch(epoch, start=skip * cfg.data.batch_size)
         if hasattr(train_set, "set_epoch"):  # mosaic: fresh combinations every epoch
             train_set.set_epoch(epoch)
+        if hasattr(train_set, "set_mosaic"):
+            train_set.set_mosaic(epoch <= tc.epochs - cfg.data.augment.close_mosaic)
         if skip:
             _set_rng_state(state["rng"])
         net.train()

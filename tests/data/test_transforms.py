@@ -322,3 +322,19 @@ def test_mosaic_dataset_without_mosaic_is_the_plain_pipeline():
     np.testing.assert_array_equal(out.image, ref.image)
     np.testing.assert_array_equal(out.boxes, ref.boxes)
     assert isinstance(build_transforms(cfg, train=False), DetectionTransform)
+
+
+def test_close_mosaic_reaches_persistent_workers():
+    cfg = AugmentConfig(image_size=64, mosaic_prob=1.0)
+    ds = MosaicDataset(_TaggedDataset(), cfg, build_transforms(cfg, train=False), seed=0)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=1, persistent_workers=True,
+                                         collate_fn=lambda s: s)
+
+    def sources_per_image():
+        return [len(set(s.labels.tolist())) for s in loader]  # a mosaic mixes labels of 4 images
+
+    assert max(sources_per_image()) >= 2
+    ds.set_mosaic(False)  # after the workers started: they must see it
+    assert max(sources_per_image()) == 1
+    ds.set_epoch(5)
+    assert ds.epoch == 5

@@ -12,6 +12,11 @@ from .config import ModelConfig
 from .detection.faster_rcnn import build_faster_rcnn
 from .detection.mask_rcnn import build_mask_rcnn
 from .detection.rcnn import build_fast_rcnn, build_rcnn
+from .yolo.model import build_yolo
+from .yolo.yolov1 import build_yolov1
+from .segmentation.build import (
+    build_deeplabv3, build_fcn8s, build_fcn16s, build_fcn32s, build_unet, build_unet_backbone,
+)
 
 
 def build_classifier(cfg: ModelConfig) -> ImageClassifier:
@@ -32,6 +37,14 @@ MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "fast_rcnn": build_fast_rcnn,
     "faster_rcnn": build_faster_rcnn,
     "mask_rcnn": build_mask_rcnn,
+    "fcn32s": build_fcn32s,
+    "fcn16s": build_fcn16s,
+    "fcn8s": build_fcn8s,
+    "unet": build_unet,
+    "unet_backbone": build_unet_backbone,
+    "deeplabv3": build_deeplabv3,
+    "yolo": build_yolo,
+    "yolov1": build_yolov1,
 }
 
 

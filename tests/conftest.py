@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(no_coco)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def repo() -> Path:
     """The repository root (tools/ and configs/ live here)."""
     return REPO

@@ -6,6 +6,7 @@ from typing import Callable, Sequence
 
 from .alexnet import alexnet
 from .base import Backbone, freeze_batch_norm
+from .csp_darknet import csp_darknet
 from .densenet import densenet121, densenet169, densenet201
 from .googlenet import googlenet
 from .lenet import lenet5
@@ -33,6 +34,7 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
     "densenet121": densenet121,
     "densenet169": densenet169,
     "densenet201": densenet201,
+    "csp_darknet": csp_darknet,
 }
 
 

@@ -12,6 +12,8 @@ from typing import Literal
 
 from .io import ExistingDir, ExistingFile
 from .two_stage import TwoStageConfig
+from .segmentation import SegmentationConfig
+from .yolo import YoloConfig
 
 STAGES = ("c1", "c2", "c3", "c4", "c5")
 
@@ -79,6 +81,8 @@ class ModelConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     neck: FPNConfig | None = None
     two_stage: TwoStageConfig = field(default_factory=TwoStageConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    yolo: YoloConfig = field(default_factory=YoloConfig)
 
     def __post_init__(self) -> None:
         if self.num_classes < 1:
@@ -240,6 +244,9 @@ class TrainConfig:
         clip_grad_norm: clip the global gradient norm to this value; ``None`` = no clipping.
         ema_decay: keep an exponential moving average of the weights (validated and saved as
             the model) with this decay; ``None`` = off.
+        ema_warmup: the decay ramps up as ``ema_decay * (1 - exp(-updates / ema_warmup))``
+            (YOLOv5/v8), so early epochs do not validate a stale average of random weights;
+            0 = constant decay from the first step.
         amp: ``auto`` = bf16 autocast on GPUs with bf16, fp16 + grad scaler on older GPUs, fp32
             on CPU; ``bf16`` / ``fp16`` force one on GPUs; ``off`` = always fp32.
         max_nonfinite_steps: under mixed precision, non-finite steps are skipped and counted;
@@ -268,6 +275,7 @@ class TrainConfig:
     base_batch_size: int = 16
     clip_grad_norm: float | None = None
     ema_decay: float | None = None
+    ema_warmup: float = 2000.0
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     max_nonfinite_steps: int = 3
     on_nonfinite: Literal["error", "skip"] = "error"
@@ -286,6 +294,8 @@ class TrainConfig:
             raise ValueError(f"accumulate must be >= 1, got {self.accumulate}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.ema_warmup < 0:
+            raise ValueError(f"ema_warmup must be >= 0 updates, got {self.ema_warmup}")
 
 
 @dataclass

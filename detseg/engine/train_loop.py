@@ -99,6 +99,20 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def ema_update(decay: float, warmup: float):
+    """``AveragedModel`` update with the decay ramped over ``warmup`` updates (constant when 0)."""
+    @torch.no_grad()
+    def update(ema_params, params, num_averaged) -> None:
+        d = decay * (1 - math.exp(-(float(num_averaged) + 1) / warmup)) if warmup else decay
+        floats = [(e, p) for e, p in zip(ema_params, params) if e.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([e for e, _ in floats], [p for _, p in floats], 1 - d)
+        for e, p in zip(ema_params, params):
+            if not e.is_floating_point():
+                e.copy_(p)
+    return update
+
+
 def train(cfg: ExperimentConfig, run_dir: Path, *, quiet: bool = False, resume: str | Path | None = None) -> dict[str, float]:
     """Train ``cfg`` into ``run_dir``: config.yaml, last.pt, best.pt, metrics.csv, curves.png.
 
@@ -133,7 +147,7 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, quiet: bool = False, resume: 
     steps_per_epoch = max(1, len(loader) // tc.accumulate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(tc, steps_per_epoch))
     precision = Precision(tc.amp, device, tc.max_nonfinite_steps, tc.on_nonfinite)
-    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
+    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_update(tc.ema_decay, tc.ema_warmup), use_buffers=True)
            if tc.ema_decay else None)
     params = [p for p in model.parameters() if p.requires_grad]
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model

@@ -2,12 +2,15 @@
 
 Usage:
     python tools/demo.py [--out runs/demo] [--quick] [key.sub=value ...]
+    python tools/demo.py --draw RUN/best.pt [RUN2/best.pt ...] --out DIR   # pictures only
 
 Trains ``configs/mask_rcnn_shapes.yaml`` (boxes and instance masks) and
 ``configs/fcn8s_shapes.yaml`` (semantic label maps) on the CPU in a few minutes, prints their
 validation metrics, and saves ``detections.png`` and ``segmentation.png``: unseen shapes images
 with the predictions drawn (one colour per class). Overrides apply to both configs;
-``--quick`` trains one short epoch each (for a smoke test, not for good pictures).
+``--quick`` trains one short epoch each (for a smoke test, not for good pictures). ``--draw``
+trains nothing: it draws the same 8 images with each given checkpoint into ``DIR/<run>.png``
+(the pictures in the README and docs/ were made this way).
 """
 
 from __future__ import annotations
@@ -52,11 +55,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="dotted overrides applied to both configs")
     parser.add_argument("--out", default="runs/demo", help="folder for the runs and pictures")
     parser.add_argument("--quick", action="store_true", help="one short epoch each (smoke test)")
+    parser.add_argument("--draw", nargs="+", metavar="CHECKPOINT", help="only draw these checkpoints' predictions")
     args = parser.parse_args(argv)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     # 8 images the models never saw: a seed no training or validation split uses
     shapes = ShapesConfig(num_images=8, image_size=(128, 128), max_objects=4, seed=2024)
     images = [generate_sample(shapes, i).image for i in range(8)]
+    if args.draw:
+        for checkpoint in map(Path, args.draw):
+            try:
+                predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+            except (ValueError, FileNotFoundError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            path = out / f"{checkpoint.parent.name}.png"
+            cv2.imwrite(str(path), cv2.cvtColor(picture_grid(predictor.predict_arrays(images)), cv2.COLOR_RGB2BGR))
+            print(f"saved: {path}")
+        return 0
     for config, picture, title in DEMOS:
         try:
             cfg = load_config(ROOT / config, (QUICK if args.quick else []) + args.overrides)

@@ -21,8 +21,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -643,3 +645,73 @@ def backbone_costs(
         other_params=summary.total_params - fc - conv,
         stages=rows,
     )
+
+
+@dataclass
+class ConfigCost:
+    """What a shipped config builds: model, task, input size, parameters, dense-part FLOPs.
+
+    Attributes:
+        counted: which forward pass ``flops`` counts (see :func:`config_costs`).
+        input_size: the side ``S`` of the square ``S x S`` input the FLOPs are counted on.
+    """
+
+    config: str
+    arch: str
+    task: str
+    backbone: str
+    input_size: int
+    params: int
+    flops: int
+    counted: str
+
+
+def _dense_part(model: nn.Module, warp_size: int) -> tuple[Callable[[Tensor], Any], str, int | None]:
+    """The forward pass whose cost does not depend on the data, and what it is."""
+    if hasattr(model, "raw_outputs"):
+        return model.raw_outputs, "whole network before NMS", None
+    if hasattr(model, "logits"):
+        return model.logits, "whole network", None
+    if hasattr(model, "rpn"):
+        def trunk_and_rpn(x: Tensor):
+            features = model.extract(x)
+            return model.rpn.head([features[k] for k in model.rpn_features])
+        return trunk_and_rpn, "backbone + neck + RPN head (RoI heads scale with the proposals)", None
+    if hasattr(model, "roi_heads") and model.backbone is not None:
+        return model.extract, "backbone + neck (RoI heads scale with the proposals)", None
+    if hasattr(model, "roi_heads"):
+        return model.roi_heads.box_head, f"one warped {warp_size} px region (R-CNN runs it per region)", warp_size
+    return (lambda x: model.backbone.classify(model.normalize(x))), "whole network", None
+
+
+def config_costs(path: str | Path) -> ConfigCost:
+    """Build the model of a config (zero weights, no data) and count it at the config's input size.
+
+    ``flops`` counts the dense part only (:func:`_dense_part`): detectors' post-processing and
+    the second stage of two-stage detectors depend on how many boxes there are.
+    """
+    import yaml
+
+    from ..config import ExperimentConfig, from_dict
+    from ..models import build_model
+
+    raw = yaml.safe_load(Path(path).read_text())
+    for split in ("train", "val"):  # data locations are not needed to count a model
+        raw.get("data", {}).pop(split, None)
+    cfg = from_dict(ExperimentConfig, raw, source=str(path))
+    with torch.device("meta"):
+        model = build_model(cfg.model)
+    model.to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            tensor.zero_()
+    model.eval()
+    forward, counted, size = _dense_part(model, cfg.model.two_stage.warp_size)
+    task = getattr(model, "task", "classification")
+    size = size or (cfg.data.image_size if task == "classification" else cfg.data.augment.image_size)
+    s = summarize(model, (3, size, size), forward=forward)
+    b = cfg.model.backbone
+    backbone = b.name if b.width == 1 else f"{b.name} x{b.width:g}"
+    if cfg.model.arch == "unet":
+        backbone = "own encoder"
+    return ConfigCost(Path(path).name, cfg.model.arch, task, backbone, size, s.total_params, s.total_flops, counted)

@@ -88,7 +88,9 @@ def overlay_semantic(image: np.ndarray, label_map, *, alpha: float = 0.5, ignore
     """Blend a semantic label map (0 background, ``k + 1`` class ``k``) over ``image``.
 
     Background and ``ignore_index`` pixels are left as they are; class ``k`` gets
-    :func:`class_color` ``(k)``, the same colour its boxes get in detection pictures.
+    :func:`class_color` ``(k)``, the same colour its boxes get in detection pictures, blended
+    with weight ``alpha`` inside its regions and solid on their outlines (so regions stay
+    visible over objects of similar colour).
     """
     labels = _numpy(label_map).astype(np.int64)
     if labels.shape != image.shape[:2]:
@@ -97,4 +99,7 @@ def overlay_semantic(image: np.ndarray, label_map, *, alpha: float = 0.5, ignore
     fg = (labels > 0) & (labels != ignore_index)
     colors = PALETTE[(labels[fg] - 1) % len(PALETTE)].astype(np.float32)
     out[fg] = (out[fg] * (1 - alpha) + colors * alpha).astype(np.uint8)
+    for k in np.unique(labels[fg]):
+        contours, _ = cv2.findContours((labels == k).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(out, contours, -1, tuple(int(c) for c in PALETTE[(k - 1) % len(PALETTE)]), 1)
     return out

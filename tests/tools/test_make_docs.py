@@ -30,7 +30,7 @@ def make_docs():
 def test_committed_guide_is_up_to_date(make_docs, capsys):
     code = make_docs.main(["--check"])
     out, err = capsys.readouterr()
-    assert code == 0, f"docs/architectures.md is stale; run `python tools/make_docs.py`\n{err}"
+    assert code == 0, f"docs are stale; run `python tools/make_docs.py`\n{err}"
     assert "up to date" in out
     text = (REPO / "docs" / "architectures.md").read_text(encoding="utf-8")
     for name in BACKBONES:
@@ -40,11 +40,11 @@ def test_committed_guide_is_up_to_date(make_docs, capsys):
 def test_check_fails_on_stale_or_missing_file(make_docs, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(make_docs, "generate", lambda: "# guide\n| a | 1 |\n")
     path = tmp_path / "architectures.md"
-    assert make_docs.main(["--check", "--output", str(path)]) == 1
+    assert make_docs.main(["--only", "guide", "--check", "--output", str(path)]) == 1
     assert "is missing" in capsys.readouterr().err
 
     path.write_text("# guide\n| a | 2 |\n", encoding="utf-8")
-    assert make_docs.main(["--check", "--output", str(path)]) == 1
+    assert make_docs.main(["--only", "guide", "--check", "--output", str(path)]) == 1
     err = capsys.readouterr().err
     assert f"{path} is stale" in err and "python tools/make_docs.py" in err
     assert "-| a | 2 |" in err and "+| a | 1 |" in err  # the diff shows what changed
@@ -54,7 +54,17 @@ def test_check_fails_on_stale_or_missing_file(make_docs, monkeypatch, tmp_path, 
 def test_write_then_check(make_docs, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(make_docs, "generate", lambda: "# guide\n")
     path = tmp_path / "sub" / "architectures.md"
-    assert make_docs.main(["--output", str(path)]) == 0
+    assert make_docs.main(["--only", "guide", "--output", str(path)]) == 0
     assert path.read_text(encoding="utf-8") == "# guide\n"
-    assert make_docs.main(["--check", "--output", str(path)]) == 0
+    assert make_docs.main(["--only", "guide", "--check", "--output", str(path)]) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+def test_zoo_has_a_row_per_config_and_says_what_was_not_measured():
+    text = (REPO / "docs" / "model_zoo.md").read_text(encoding="utf-8")
+    computed = text.split("## Computed")[1].split("## Measured")[0]
+    measured = text.split("## Measured")[1].split("## Pictures")[0]
+    for config in (REPO / "configs").glob("*.yaml"):
+        assert computed.count(f"`{config.name}`") == 1, config.name
+        assert measured.count(f"`{config.name}`") == 1, config.name
+    assert "not measured" in text

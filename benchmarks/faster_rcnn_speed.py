@@ -12,7 +12,8 @@ autocast + channels_last (+ ``torch.compile`` of backbone and FPN with ``--compi
 Printed: train images/s (SGD step, batch ``--train-batch``), inference images/s (batch
 ``--infer-batch``) and batch-1 latency, the ratio against torchvision float32, and detection
 agreement: float32 detections equal to torchvision's (boxes 1e-3, labels, scores), and for bf16
-the share of torchvision's detections found again (same label, IoU >= 0.9).
+the share of torchvision's detections found again (same label, IoU >= 0.9). Checks run with TF32 off
+(strict float32); timings keep PyTorch's defaults.
 
 Usage:
     python benchmarks/faster_rcnn_speed.py [--train-batch 4] [--infer-batch 8] [--iters 20] [--compile]
@@ -23,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -35,17 +34,17 @@ from torchvision.ops import box_iou
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detseg.detection import faster_rcnn, load_torchvision_faster_rcnn
 from detseg.structures.instances import Instances
+from detseg.utils.timing import median_seconds
 
 
 def make_inputs(n: int, h: int, w: int, device: torch.device, seed: int = 0):
-    """Smooth random images (uint8 [N,3,H,Wp] padded to 32, and torchvision's float list) + 5 boxes each."""
+    """Smooth random images (uint8 [N,3,Hp,Wp] padded to 32, and torchvision's float list) + 5 boxes each."""
     g = torch.Generator().manual_seed(seed)
     small = torch.rand(n, 3, h // 16, w // 16, generator=g)
     img = torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
     img = (img * 255).round().to(torch.uint8)
-    wp = (w + 31) // 32 * 32
-    padded = torch.zeros(n, 3, h, wp, dtype=torch.uint8)
-    padded[..., :w] = img
+    padded = torch.zeros(n, 3, (h + 31) // 32 * 32, (w + 31) // 32 * 32, dtype=torch.uint8)
+    padded[..., :h, :w] = img
     xy = torch.rand(n, 5, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
     wh = 20 + torch.rand(n, 5, 2, generator=g) * torch.tensor([w * 0.3, h * 0.3])
     boxes = torch.cat([xy, xy + wh], -1)
@@ -57,20 +56,17 @@ def make_inputs(n: int, h: int, w: int, device: torch.device, seed: int = 0):
     return padded.to(device), floats, ours_t, tv_t
 
 
-def timed(fn, iters: int, warmup: int, device: torch.device) -> float:
-    """Median seconds per call."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+
+@contextlib.contextmanager
+def strict_fp32():
+    """TF32 off for the agreement checks: with random weights many scores are near ties, and TF32
+    rounding (different per cuDNN algorithm) reorders them even between two float32 runs."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def agreement(dets, reference, is_tv: bool) -> tuple[bool, float]:
@@ -90,6 +86,32 @@ def agreement(dets, reference, is_tv: bool) -> tuple[bool, float]:
     return exact, found / max(total, 1)
 
 
+def diagnose(tv, ours, images, floats, sizes) -> None:
+    """Where detseg and torchvision part on this device (strict float32): FPN features, RPN
+    proposals, detections; and torchvision against itself in channels_last, a change of cuDNN
+    algorithms only, to show how far rounding alone moves random-weight detections."""
+    tv.eval()
+    ours.eval()
+    with torch.no_grad(), strict_fp32():
+        batch, _ = tv.transform(floats)
+        f_tv = tv.backbone(batch.tensors)
+        f_ours = ours.extract(images, sizes)
+        for (k1, a), (k2, b) in zip(f_tv.items(), f_ours.items()):
+            print(f"features {k1}/{k2} {tuple(a.shape)}: relative difference {float((a - b).norm() / a.norm()):.2e}")
+        p_tv, _ = tv.rpn(batch, f_tv)
+        rpn_out = ours.rpn([f_ours[k] for k in ours.rpn_features], images.shape[-2:])
+        p_ours = ours.rpn.proposals(rpn_out, sizes, train=False)
+        same = sum(int((box_iou(a, b).max(1).values > 0.999).sum()) for a, b in zip(p_tv, p_ours) if len(b))
+        print(f"proposals: {sum(map(len, p_tv))} torchvision, {sum(map(len, p_ours))} detseg, {same} equal")
+        reference = tv(floats)
+        exact, found = agreement(ours.predict(images, sizes), reference, False)
+        print(f"detections detseg vs torchvision: identical {exact}, {found:.1%} found")
+        tv.to(memory_format=torch.channels_last)
+        exact, found = agreement(tv(floats), reference, True)
+        print(f"detections torchvision channels_last vs torchvision: identical {exact}, {found:.1%} found")
+        tv.to(memory_format=torch.contiguous_format)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--train-batch", type=int, default=4)
@@ -97,10 +119,12 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--compile", action="store_true", help="also time detseg with torch.compile(backbone, neck)")
+    p.add_argument("--profile", action="store_true", help="only profile detseg's bf16 training step: where the time goes")
+    p.add_argument("--diagnose", action="store_true", help="only compare features, proposals and detections")
     p.add_argument("--quick", action="store_true", help="CPU smoke run: 256 px, batch 2, 2 iterations")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.quick else "cpu")
-    h, w = (256, 320) if args.quick else (800, 1067)
+    h, w = (250, 300) if args.quick else (800, 1067)
     if args.quick:
         args.train_batch, args.infer_batch, args.iters, args.warmup = 2, 2, 2, 1
     torch.backends.cudnn.benchmark = True
@@ -137,41 +161,69 @@ def main() -> None:
                 return model(floats[:b]) if is_tv else model.predict(images[:b], sizes[:b])
         return run
 
+    if args.diagnose:
+        diagnose(tv, ours, images[: args.infer_batch], floats[: args.infer_batch], sizes[: args.infer_batch])
+        return
     initial = {id(m): {k: v.clone() for k, v in m.state_dict().items()} for m in (tv, ours)}
     tv.eval()
-    reference = infer(tv, contextlib.nullcontext(), True, args.infer_batch)()
+    with strict_fp32():
+        reference = infer(tv, contextlib.nullcontext(), True, args.infer_batch)()
 
     def measure(name, model, autocast, is_tv):
         """Restore the weights, check detections against torchvision fp32, then time."""
         model.load_state_dict(initial[id(model)])
         model.eval()
-        check = agreement(infer(model, autocast, is_tv, args.infer_batch)(), reference, is_tv)
+        with strict_fp32():
+            check = agreement(infer(model, autocast, is_tv, args.infer_batch)(), reference, is_tv)
         opt = torch.optim.SGD(model.parameters(), lr=1e-5, momentum=0.9)
         model.train()
-        t_train = timed(train_step(model, autocast, is_tv, opt), args.iters, args.warmup, device)
+        t_train = median_seconds(train_step(model, autocast, is_tv, opt), args.iters, args.warmup, device)
         model.eval()
-        t_infer = timed(infer(model, autocast, is_tv, args.infer_batch), args.iters, args.warmup, device)
-        t_one = timed(infer(model, autocast, is_tv, 1), args.iters, args.warmup, device)
+        t_infer = median_seconds(infer(model, autocast, is_tv, args.infer_batch), args.iters, args.warmup, device)
+        t_one = median_seconds(infer(model, autocast, is_tv, 1), args.iters, args.warmup, device)
         return name, args.train_batch / t_train, args.infer_batch / t_infer, t_one * 1000, *check
 
-    rows = [measure("torchvision fp32", tv, contextlib.nullcontext(), True),
-            measure("torchvision bf16", tv, bf16, True),
-            measure("detseg fp32", ours, contextlib.nullcontext(), False)]
-    ours.to(memory_format=torch.channels_last)
-    rows.append(measure("detseg bf16+CL", ours, bf16, False))
-    if args.compile:
-        ours.backbone = torch.compile(ours.backbone)
-        ours.neck = torch.compile(ours.neck)
-        rows.append(measure("detseg bf16+CL+compile", ours, bf16, False))
-
+    if args.profile:
+        ours.to(memory_format=torch.channels_last).train()
+        step = train_step(ours, bf16, False, torch.optim.SGD(ours.parameters(), lr=1e-5, momentum=0.9))
+        wall = median_seconds(step, 5, args.warmup, device)
+        with torch.profiler.profile() as prof:
+            for _ in range(3):
+                step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        events = prof.key_averages()
+        kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA and not e.is_user_annotation]
+        gpu_us = sum(e.self_device_time_total for e in kernels) / 3  # kernel events only: ops would count twice
+        print(f"detseg bf16+CL train step: {wall * 1000:.1f} ms wall, {gpu_us / 1000:.1f} ms of GPU kernels "
+              f"({gpu_us / 1e4 / wall:.0f}% busy)")
+        print(events.table(sort_by="self_device_time_total" if device.type == "cuda" else "self_cpu_time_total",
+                           row_limit=15, max_name_column_width=50))
+        return
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     print(f"\nFaster R-CNN R50-FPN, {h}x{w}, {gpu}; train batch {args.train_batch}, inference batch {args.infer_batch}")
-    base_train, base_infer = rows[0][1], rows[0][2]
     print(f"{'variant':<24}{'train img/s':>12}{'x tv':>7}{'infer img/s':>13}{'x tv':>7}{'b1 ms':>8}  detections vs tv fp32")
-    for name, tr, inf, one, exact, found in rows:
-        same = "identical" if exact else f"{found:.1%} found"
-        print(f"{name:<24}{tr:>12.1f}{tr / base_train:>7.2f}{inf:>13.1f}{inf / base_infer:>7.2f}{one:>8.1f}  {same}")
+    base = []
 
+    def report(name, model, autocast, is_tv):
+        """Measure one variant and print its row at once (a later variant may fail or time out)."""
+        name, tr, inf, one, exact, found = measure(name, model, autocast, is_tv)
+        if not base:  # the first row, torchvision fp32, is the baseline
+            base.append((tr, inf))
+        base_train, base_infer = base[0]
+        same = "identical" if exact else f"{found:.1%} found"
+        print(f"{name:<24}{tr:>12.1f}{tr / base_train:>7.2f}{inf:>13.1f}{inf / base_infer:>7.2f}{one:>8.1f}  {same}",
+              flush=True)
+
+    report("torchvision fp32", tv, contextlib.nullcontext(), True)
+    report("torchvision bf16", tv, bf16, True)
+    report("detseg fp32", ours, contextlib.nullcontext(), False)
+    ours.to(memory_format=torch.channels_last)
+    report("detseg bf16+CL", ours, bf16, False)
+    if args.compile:
+        ours.backbone.compile()  # in place: the state-dict keys stay as they are
+        ours.neck.compile()
+        report("detseg bf16+CL+compile", ours, bf16, False)
 
 if __name__ == "__main__":
     main()

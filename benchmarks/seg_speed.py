@@ -33,11 +33,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detseg.config import load_config  # noqa: E402
 from detseg.models import build_model  # noqa: E402
 from detseg.structures.instances import Instances  # noqa: E402
+from detseg.utils.timing import median_seconds  # noqa: E402
 
 #: name -> config overrides of a detseg model (``None`` = torchvision's fcn_resnet50)
 MODELS: dict[str, list[str] | None] = {
@@ -94,21 +92,6 @@ def build(name: str, num_classes: int, quick: bool) -> torch.nn.Module:
     return build_model(cfg.model)
 
 
-def timed(fn: Callable[[], None], iters: int, warmup: int, device: torch.device) -> float:
-    """Median seconds per call."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
 
 def inputs(n: int, size: int, num_classes: int, device: torch.device):
     """uint8 images Tensor[n, 3, size, size] (channels_last) and targets with random label maps."""
@@ -138,7 +121,7 @@ def measure(name: str, args, device: torch.device) -> dict[str, float]:
         opt.step()
 
     model.train()
-    t_train = timed(train_step, args.iters, args.warmup, device)
+    t_train = median_seconds(train_step, args.iters, args.warmup, device)
     infer_images, _ = inputs(args.infer_batch, args.size, args.num_classes, device)
     model.eval()
 
@@ -146,7 +129,7 @@ def measure(name: str, args, device: torch.device) -> dict[str, float]:
         with torch.no_grad(), amp:
             model.predict(infer_images)
 
-    t_infer = timed(infer_step, args.iters, args.warmup, device)
+    t_infer = median_seconds(infer_step, args.iters, args.warmup, device)
     out = {"train": args.train_batch / t_train, "infer": args.infer_batch / t_infer,
            "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
     if device.type == "cuda":

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -34,23 +32,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detseg.structures.instances import Instances
 from detseg.utils.summary import summarize
+from detseg.utils.timing import median_seconds
 from detseg.yolo import yolo
 
-
-def timed(fn, iters: int, warmup: int, device: torch.device) -> float:
-    """Median seconds per call."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def make_batch(n: int, size: int, device: torch.device, num_classes: int = 80, seed: int = 0):
@@ -128,7 +112,7 @@ def main() -> None:
             opt.zero_grad(set_to_none=True)
             sum(losses.values()).backward()
             opt.step()
-        return args.train_batch / timed(step, args.iters, args.warmup, device)
+        return args.train_batch / median_seconds(step, args.iters, args.warmup, device)
 
     def infer_rates(forward, autocast, *, end_to_end: bool) -> tuple[float, float]:
         """(images/s at infer batch, ms at batch 1) of the forward or the whole predict."""
@@ -141,18 +125,28 @@ def main() -> None:
                 with torch.no_grad(), autocast():
                     raw = fwd(images[:b])
                     return model.head.predict(raw, sizes[:b]) if end_to_end else raw
-            out.append(timed(run, args.iters, args.warmup, device))
+            out.append(median_seconds(run, args.iters, args.warmup, device))
         return args.infer_batch / out[0], out[1] * 1000
 
-    rows = []
+    gpu = torch.cuda.get_device_name() if cuda else "CPU"
+    print(f"\nYOLO {args.scale}, 80 classes, {size}x{size}, {gpu}; train batch {args.train_batch}, "
+          f"inference batch {args.infer_batch}")
+    print(f"parameters {params:,} ({params / 1e6:.2f} M); {summary.total_macs / 1e9:.2f} GMACs = "
+          f"{2 * summary.total_macs / 1e9:.2f} GFLOPs at {size} px")
+    print(f"{'variant':<26}{'train img/s':>12}{'fwd img/s':>11}{'fwd b1 ms':>11}{'e2e img/s':>11}{'e2e b1 ms':>11}")
+
+    def row(name, tr, fwd, fwd1, e2e=float("nan"), e2e1=float("nan")):
+        """Print a row as soon as it is measured (a later variant may fail or time out)."""
+        print(f"{name:<26}{tr:>12.1f}{fwd:>11.1f}{fwd1:>11.2f}{e2e:>11.1f}{e2e1:>11.2f}", flush=True)
+
     eager = lambda b: model.raw_outputs  # noqa: E731
-    rows.append(("detseg fp32", train_rate(model, contextlib.nullcontext),
-                 *infer_rates(eager, contextlib.nullcontext, end_to_end=False),
-                 *infer_rates(eager, contextlib.nullcontext, end_to_end=True)))
+    row("detseg fp32", train_rate(model, contextlib.nullcontext),
+        *infer_rates(eager, contextlib.nullcontext, end_to_end=False),
+        *infer_rates(eager, contextlib.nullcontext, end_to_end=True))
     if cuda:
         model.to(memory_format=torch.channels_last)
-        rows.append(("detseg bf16+CL", train_rate(model, bf16), *infer_rates(eager, bf16, end_to_end=False),
-                     *infer_rates(eager, bf16, end_to_end=True)))
+        row("detseg bf16+CL", train_rate(model, bf16), *infer_rates(eager, bf16, end_to_end=False),
+            *infer_rates(eager, bf16, end_to_end=True))
         model.eval()
         graphs = {}
 
@@ -163,54 +157,45 @@ def main() -> None:
                         return model.raw_outputs(x)
                 graphs[b] = GraphedForward(fwd, images[:b])
             return graphs[b]
-        rows.append(("detseg bf16+CL+graph", float("nan"), *infer_rates(graphed, bf16, end_to_end=False),
-                     *infer_rates(graphed, bf16, end_to_end=True)))
+        row("detseg bf16+CL+graph", float("nan"), *infer_rates(graphed, bf16, end_to_end=False),
+            *infer_rates(graphed, bf16, end_to_end=True))
         if args.compile:
-            compiled = torch.compile(model.raw_outputs, mode="max-autotune-no-cudagraphs")
-            rows.append(("detseg bf16+CL+compile", float("nan"), *infer_rates(lambda b: compiled, bf16, end_to_end=False),
-                         *infer_rates(lambda b: compiled, bf16, end_to_end=True)))
+            compiled = torch.compile(model.raw_outputs)
+            row("detseg bf16+CL+compile", float("nan"), *infer_rates(lambda b: compiled, bf16, end_to_end=False),
+                *infer_rates(lambda b: compiled, bf16, end_to_end=True))
 
-    ultra = None
     try:
         from ultralytics.nn.tasks import DetectionModel
     except ImportError as exc:
-        ultra = f"ultralytics not installed ({exc}); yolov8n not measured"
-    else:
-        torch.manual_seed(0)
-        v8 = DetectionModel("yolov8n.yaml", nc=80, verbose=False).to(device).eval()
-        v8_params = sum(p.numel() for p in v8.parameters())
-        x = images.float() / 255
+        print(f"ultralytics not installed ({exc}); yolov8n not measured")
+        return
+    torch.manual_seed(0)
+    v8 = DetectionModel("yolov8n.yaml", nc=80, verbose=False).to(device).eval()
+    v8_params = sum(p.numel() for p in v8.parameters())
+    print(f"ultralytics yolov8n: {v8_params:,} parameters (forward only, inputs float [0, 1])")
+    x = images.float() / 255
 
-        def v8_rates(autocast):
-            out = []
-            for b in (args.infer_batch, 1):
-                def run():
-                    with torch.no_grad(), autocast():
-                        return v8(x[:b])
-                out.append(timed(run, args.iters, args.warmup, device))
-            return args.infer_batch / out[0], out[1] * 1000
-        ultra = [("yolov8n fp32", *v8_rates(contextlib.nullcontext))]
-        if cuda:
-            v8.to(memory_format=torch.channels_last)
-            ultra.append(("yolov8n bf16+CL", *v8_rates(bf16)))
-            ultra_graph = GraphedForward(lambda t: v8(t), x[:1])
-            t1 = timed(lambda: ultra_graph(x[:1]), args.iters, args.warmup, device)
-            ultra.append(("yolov8n bf16+CL+graph b1", float("nan"), t1 * 1000))
+    def v8_rates(forward, autocast):
+        out = []
+        for b in (args.infer_batch, 1):
+            def run():
+                with torch.no_grad(), autocast():
+                    return forward(b)(x[:b])
+            out.append(median_seconds(run, args.iters, args.warmup, device))
+        return args.infer_batch / out[0], out[1] * 1000
+    row("yolov8n fp32", float("nan"), *v8_rates(lambda b: v8, contextlib.nullcontext))
+    if cuda:
+        v8.to(memory_format=torch.channels_last)
+        row("yolov8n bf16+CL", float("nan"), *v8_rates(lambda b: v8, bf16))
 
-    gpu = torch.cuda.get_device_name() if cuda else "CPU"
-    print(f"\nYOLO {args.scale}, 80 classes, {size}x{size}, {gpu}; train batch {args.train_batch}, "
-          f"inference batch {args.infer_batch}")
-    print(f"parameters {params / 1e6:.2f} M; {summary.total_macs / 1e9:.2f} GMACs = "
-          f"{2 * summary.total_macs / 1e9:.2f} GFLOPs at {size} px")
-    print(f"{'variant':<26}{'train img/s':>12}{'fwd img/s':>11}{'fwd b1 ms':>11}{'e2e img/s':>11}{'e2e b1 ms':>11}")
-    for name, tr, fwd, fwd1, e2e, e2e1 in rows:
-        print(f"{name:<26}{tr:>12.1f}{fwd:>11.1f}{fwd1:>11.2f}{e2e:>11.1f}{e2e1:>11.2f}")
-    if isinstance(ultra, str):
-        print(ultra)
-    else:
-        print(f"ultralytics yolov8n: {v8_params / 1e6:.2f} M parameters (forward only, inputs float [0, 1])")
-        for name, fwd, fwd1 in ultra:
-            print(f"{name:<26}{'':>12}{fwd:>11.1f}{fwd1:>11.2f}")
+        def v8_fwd(t):
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+                return v8(t)
+        # Batch 1 only: Detect caches its anchors per input shape, so a second capture at another
+        # batch size frees the buffers the first graph replays (an illegal memory access).
+        v8_graph = GraphedForward(v8_fwd, x[:1])
+        t1 = median_seconds(lambda: v8_graph(x[:1]), args.iters, args.warmup, device)
+        row("yolov8n bf16+CL+graph", float("nan"), float("nan"), t1 * 1000)
 
 
 if __name__ == "__main__":

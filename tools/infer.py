@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--half", action="store_true", help="fp16 autocast on CUDA")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--tile", type=int, help="sliced inference with tiles of this size (large images)")
+    parser.add_argument("--tile", type=int, help="sliced inference at full resolution with tiles of this size (large "
+                        "images; detections merged with NMS, segmentation probabilities averaged)")
     parser.add_argument("--no-save", action="store_true", help="write predictions only, no pictures/video")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)

@@ -402,6 +402,15 @@ def zoo_sections() -> list[str]:
                      m.get("speed", "not measured"), m["hardware"], f"`{m['command']}`"))
     out += _table(("config", "result", "data", "train time", "train / inference images/s", "measured on", "command"),
                   rows, align="lllllll")
+    gpu = entries.get("_gpu_benchmarks") or []
+    out += ["## GPU speed", "",
+            "Full-size models with random weights, timed by the benchmark scripts next to their peer "
+            "in the same run (images/s; \"a / b\": a first and a second run, each on a fresh machine of "
+            "the same kind).", ""]
+    out += _table(("model", "train images/s", "inference", "peer, same run", "setting", "measured on", "command"),
+                  [(b["model"], b["train"], b["inference"], b["peer"], b["setting"], b["hardware"],
+                    f"`{b['command']}`") for b in gpu] or [("not measured", "", "", "", "", "", "")],
+                  align="lllllll")
     pictures = [p for p in configs if (REPO / "docs" / "images" / f"{p.stem}.png").is_file()]
     if pictures:
         out += ["## Pictures", "",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from .io import ConfigError, apply_overrides, dump_config, from_dict, read_yaml, to_dict
+from .io import ConfigError, dump_config, from_dict, merge_overrides, read_yaml, to_dict
 from .schema import (
     BackboneConfig,
     DataConfig,
@@ -22,14 +22,15 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -
 
     Args:
         path: YAML file holding the values that differ from :class:`ExperimentConfig`'s defaults.
-        overrides: ``key.sub=value`` strings, applied in order after the file.
+        overrides: ``key.sub=value`` strings, applied in order over the file's values before
+            anything is checked (so they can replace a path that does not exist here).
 
     Raises:
         ConfigError: a missing file, unknown key or wrong type, naming the key and the source.
     """
     data = read_yaml(path) if path is not None else {}
-    cfg = from_dict(ExperimentConfig, data, source=str(path) if path else "defaults")
-    return apply_overrides(ExperimentConfig, cfg, overrides)
+    data, source = merge_overrides(data, overrides, str(path) if path else "defaults")
+    return from_dict(ExperimentConfig, data, source=source)
 
 
 __all__ = [

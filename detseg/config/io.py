@@ -18,11 +18,13 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Annotated, Literal, Sequence, TypeVar, Union, get_args, get_origin
+from typing import Any, Annotated, Callable, Literal, Sequence, TypeVar, Union, get_args, get_origin
 
 import yaml
 
 T = TypeVar("T")
+#: where values came from, for error messages: one name, or a function of the dotted key
+Source = Union[str, Callable[[str], str]]
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,14 @@ class ConfigError(ValueError):
     """A config value that does not fit the schema; the message names key and source."""
 
 
-def from_dict(cls: type[T], data: Any, *, source: str = "<dict>", prefix: str = "") -> T:
+def from_dict(cls: type[T], data: Any, *, source: Source = "<dict>", prefix: str = "") -> T:
     """Build dataclass ``cls`` from a plain dict, checking every key and value.
 
     Args:
         cls: the dataclass type.
         data: mapping of field name -> value (nested mappings for nested dataclasses).
-        source: where the values came from, for error messages (a file path or "override").
+        source: where the values came from, for error messages: a file path, or a function
+            ``dotted key -> origin`` when values were merged from several places.
         prefix: dotted key of ``data`` inside the whole config, for error messages.
 
     Raises:
@@ -56,11 +59,15 @@ def from_dict(cls: type[T], data: Any, *, source: str = "<dict>", prefix: str = 
     return _convert(cls, data, source, prefix or "")
 
 
-def _where(key: str, source: str) -> str:
-    return f"'{key}' in {source}" if key else source
+def _origin(source: Source, key: str) -> str:
+    return source(key) if callable(source) else source
 
 
-def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
+def _where(key: str, source: Source) -> str:
+    return f"'{key}' in {_origin(source, key)}" if key else _origin(source, key)
+
+
+def _convert(tp: Any, value: Any, source: Source, key: str) -> Any:
     origin = get_origin(tp)
     if origin is Annotated:
         base, *marks = get_args(tp)
@@ -127,7 +134,7 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
     raise ConfigError(f"{_where(key, source)}: unsupported field type {tp!r}")
 
 
-def _convert_dataclass(cls: type, value: Any, source: str, key: str) -> Any:
+def _convert_dataclass(cls: type, value: Any, source: Source, key: str) -> Any:
     if dataclasses.is_dataclass(value) and isinstance(value, cls):
         return value
     if value is None:
@@ -142,7 +149,7 @@ def _convert_dataclass(cls: type, value: Any, source: str, key: str) -> Any:
         if name not in fields:
             hint = difflib.get_close_matches(str(name), list(fields), n=1)
             extra = f"; did you mean '{hint[0]}'?" if hint else f"; valid keys: {', '.join(fields)}"
-            raise ConfigError(f"unknown key '{full}' in {source}{extra}")
+            raise ConfigError(f"unknown key '{full}' in {_origin(source, full)}{extra}")
         kwargs[name] = _convert(hints[name], raw, source, full)
     try:
         obj = cls(**kwargs)
@@ -194,19 +201,34 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(cls: type[T], cfg: T, overrides: Sequence[str]) -> T:
-    """Apply ``key.sub=value`` strings to ``cfg``; each is type-checked like file values."""
+def merge_overrides(data: dict, overrides: Sequence[str], source: str) -> tuple[dict, Source]:
+    """Write ``key.sub=value`` strings into the raw mapping ``data`` (later ones win).
+
+    Merged before anything is checked, so an override can replace a file's value that would not
+    pass on its own (a data folder that exists on another machine, say).
+
+    Returns:
+        the merged mapping and a :data:`Source` that names, for each key, the override that set
+        it (or that set a section around it, or inside it) and ``source`` for the rest.
+    """
+    data = dict(data)
+    origins: dict[str, str] = {}
     for text in overrides:
         path, value = parse_override(text)
-        data = to_dict(cfg)
         node = data
         for part in path[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
+            node[part] = dict(node[part]) if isinstance(node.get(part), dict) else {}
             node = node[part]
         node[path[-1]] = value
-        cfg = from_dict(cls, data, source=f"command-line override {text!r}")
-    return cfg
+        origins[".".join(path)] = f"command-line override {text!r}"
+
+    def origin(key: str) -> str:
+        for k in reversed(origins):
+            if key == k or key.startswith((k + ".", k + "[")):
+                return origins[k]
+        inside = [origins[k] for k in origins if k.startswith(key + ".")] if key else []
+        return f"{source} with {', '.join(inside)}" if inside else source
+    return data, origin
 
 
 def read_yaml(path: str | os.PathLike) -> dict:

@@ -18,10 +18,14 @@ class FCNConfig:
     Attributes:
         head_channels: channels of a 3x3 conv + BN + ReLU block on ``c5`` before the 1x1
             classifier (standing in for VGG's fc6/fc7); 0 = the 1x1 classifier alone.
-        dropout: dropout before the classifier.
+        fc_channels: the paper's head instead: VGG's fc6/fc7 as a 7x7 and a 1x1 convolution of
+            this width (4096 in the paper), each + ReLU + dropout. With a VGG backbone and
+            ``model.backbone.pretrained``, they start from the file's ImageNet fc6/fc7 weights.
+        dropout: dropout before the classifier (after fc6 and fc7 with ``fc_channels``).
     """
 
     head_channels: int = 0
+    fc_channels: int = 0
     dropout: float = 0.0
 
 
@@ -84,8 +88,11 @@ class SegmentationConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.fcn.head_channels < 0:
-            problems.append(f"fcn.head_channels must be >= 0, got {self.fcn.head_channels}")
+        if self.fcn.head_channels < 0 or self.fcn.fc_channels < 0:
+            problems.append(f"fcn.head_channels and fcn.fc_channels must be >= 0, got "
+                            f"{self.fcn.head_channels}, {self.fcn.fc_channels}")
+        if self.fcn.head_channels and self.fcn.fc_channels:
+            problems.append("set fcn.head_channels (a 3x3 block) or fcn.fc_channels (VGG's fc6/fc7), not both")
         if self.unet.depth < 1 or self.unet.base_channels < 1:
             problems.append(f"unet.depth and unet.base_channels must be >= 1, got "
                             f"{self.unet.depth}, {self.unet.base_channels}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.ops import MultiScaleRoIAlign
 
 from ..backbones.base import Backbone
@@ -22,37 +22,12 @@ from ..necks.fpn import FPN, build_fpn
 from ..structures import Normalize
 from ..structures.instances import Detections, Instances
 from .anchors import AnchorGenerator, default_anchor_sizes
+from .base import Detector, check_targets
 from .roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
 from .rpn import RPN, RPNHead
 
 
-def check_targets(targets: Sequence[Instances], num_images: int, num_classes: int) -> None:
-    """Validate ground truth at the model boundary, naming the image and the box.
-
-    Raises:
-        ValueError: wrong count, box shape, non-finite/degenerate boxes or labels out of range.
-    """
-    if len(targets) != num_images:
-        raise ValueError(f"got {num_images} images but {len(targets)} targets")
-    for i, t in enumerate(targets):
-        boxes, labels = t.boxes, t.labels
-        if boxes.dim() != 2 or boxes.shape[1] != 4 or len(labels) != len(boxes):
-            raise ValueError(f"image {i}: boxes must be Tensor[M, 4] with M labels, got "
-                             f"{tuple(boxes.shape)} and {tuple(labels.shape)}")
-        if not len(boxes):
-            continue
-        if not bool(torch.isfinite(boxes).all()):
-            raise ValueError(f"image {i}: non-finite box coordinates {boxes[~torch.isfinite(boxes).all(1)].tolist()}")
-        bad = ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).nonzero().squeeze(1)
-        if len(bad):
-            j = int(bad[0])
-            raise ValueError(f"image {i}, box {j}: degenerate box {boxes[j].tolist()} (need x2 > x1 and y2 > y1, "
-                             "xyxy absolute pixels); drop zero-area boxes in the dataset")
-        if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
-            raise ValueError(f"image {i}: labels must be in [0, {num_classes}), got {labels.tolist()}")
-
-
-class TwoStageDetector(nn.Module):
+class TwoStageDetector(Detector):
     """Backbone (+ FPN) -> proposals -> RoI heads; the model contract of detseg detectors.
 
     Args:
@@ -91,16 +66,16 @@ class TwoStageDetector(nn.Module):
         self.roi_features = tuple(roi_features)
         self.num_classes = num_classes
 
-    def extract(self, images: Tensor) -> dict[str, Tensor]:
-        """Normalised images -> named feature maps (backbone stages or FPN levels)."""
-        features = self.backbone(self.normalize(images))
+    def extract(self, images: Tensor, image_sizes: Sequence[tuple[int, int]] | None = None) -> dict[str, Tensor]:
+        """Normalised images (padding set to the mean colour) -> named feature maps (backbone stages or FPN levels)."""
+        features = self.backbone(self.normalize(images, image_sizes))
         return self.neck(features) if self.neck is not None else features
 
     def _stage_one(self, images: Tensor, targets: Sequence[Instances]):
         """Checked targets -> (feature maps, RPN outputs, true image sizes)."""
         check_targets(targets, len(images), self.num_classes)
         image_sizes = [tuple(t.image_size) for t in targets]
-        features = self.extract(images)
+        features = self.extract(images, image_sizes)
         return features, self.rpn([features[k] for k in self.rpn_features], images.shape[-2:]), image_sizes
 
     def loss(self, images: Tensor, targets: Sequence[Instances]) -> dict[str, Tensor]:
@@ -122,18 +97,10 @@ class TwoStageDetector(nn.Module):
         if image_sizes is None:
             image_sizes = [tuple(images.shape[-2:])] * len(images)
         image_sizes = [tuple(int(v) for v in s) for s in image_sizes]
-        features = self.extract(images)
+        features = self.extract(images, image_sizes)
         out = self.rpn([features[k] for k in self.rpn_features], images.shape[-2:])
         proposals = self.rpn.proposals(out, image_sizes, train=False)
         return self.roi_heads.predict({k: features[k] for k in self.roi_features}, proposals, image_sizes)
-
-    def forward(self, images: Tensor, targets: Sequence[Instances] | None = None):
-        """torchvision-style sugar: losses in training mode, detections in eval mode."""
-        if self.training:
-            if targets is None:
-                raise ValueError("training mode needs targets; call model.eval() or model.predict(images)")
-            return self.loss(images, targets)
-        return self.predict(images)
 
 
 def faster_rcnn(

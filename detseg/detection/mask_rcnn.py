@@ -124,7 +124,7 @@ class MaskRCNN(TwoStageDetector):
         if image_sizes is None:
             image_sizes = [tuple(images.shape[-2:])] * len(images)
         image_sizes = [tuple(int(v) for v in s) for s in image_sizes]
-        features = self.extract(images)
+        features = self.extract(images, image_sizes)
         out = self.rpn([features[k] for k in self.rpn_features], images.shape[-2:])
         proposals = self.rpn.proposals(out, image_sizes, train=False)
         roi_inputs = {k: features[k] for k in self.roi_features}

@@ -31,7 +31,7 @@ from ..backbones.build import build_backbone
 from ..necks.fpn import FPN, build_fpn
 from ..structures import Normalize
 from ..structures.instances import Detections, Instances
-from .faster_rcnn import check_targets
+from .base import Detector, check_targets
 from .proposals import images_to_proposals
 from .roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
 
@@ -84,7 +84,7 @@ class RegionCNN(nn.Module):
         return torch.relu(self.fc(x))
 
 
-class ProposalDetector(nn.Module):
+class ProposalDetector(Detector):
     """R-CNN / Fast R-CNN: proposals from outside the network + :class:`RoIHeads`.
 
     Args:
@@ -118,9 +118,9 @@ class ProposalDetector(nn.Module):
         self.proposal_options = dict(proposal_options or {})
         self.max_proposals = dict(max_proposals or {"train": 2000, "test": 2000})
 
-    def extract(self, images: Tensor) -> dict[str, Tensor]:
-        """Normalised images (R-CNN) or shared feature maps (Fast R-CNN), by name."""
-        x = self.normalize(images)
+    def extract(self, images: Tensor, image_sizes: Sequence[tuple[int, int]] | None = None) -> dict[str, Tensor]:
+        """Normalised images (R-CNN) or shared feature maps (Fast R-CNN), by name; padding set to the mean colour."""
+        x = self.normalize(images, image_sizes)
         if self.backbone is None:
             return {"image": x}
         features = self.backbone(x)
@@ -141,7 +141,7 @@ class ProposalDetector(nn.Module):
         check_targets(targets, len(images), self.num_classes)
         image_sizes = [tuple(t.image_size) for t in targets]
         boxes = self.regions(images, image_sizes, proposals, "train")
-        features = self.extract(images)
+        features = self.extract(images, image_sizes)
         return self.roi_heads.loss({k: features[k] for k in self.roi_features}, boxes, targets, image_sizes)
 
     @torch.no_grad()
@@ -152,16 +152,8 @@ class ProposalDetector(nn.Module):
             image_sizes = [tuple(images.shape[-2:])] * len(images)
         image_sizes = [tuple(int(v) for v in s) for s in image_sizes]
         boxes = self.regions(images, image_sizes, proposals, "test")
-        features = self.extract(images)
+        features = self.extract(images, image_sizes)
         return self.roi_heads.predict({k: features[k] for k in self.roi_features}, boxes, image_sizes)
-
-    def forward(self, images: Tensor, targets: Sequence[Instances] | None = None):
-        """Losses in training mode, detections in eval mode."""
-        if self.training:
-            if targets is None:
-                raise ValueError("training mode needs targets; call model.eval() or model.predict(images)")
-            return self.loss(images, targets)
-        return self.predict(images)
 
 
 def _roi_heads(pool: nn.Module, head: nn.Module, representation_size: int, num_classes: int, roi) -> RoIHeads:

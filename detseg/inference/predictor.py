@@ -31,6 +31,7 @@ from ..engine.checkpoint import load_checkpoint
 from ..engine.evaluate import to_original_frame
 from ..engine.train_loop import resolve_device
 from ..models import build_model
+from ..segmentation.sliding import predict_sliding
 from ..structures.instances import Detections, collate
 from ..utils.visualize import draw_detections, overlay_semantic
 
@@ -183,14 +184,19 @@ class Predictor:
 
     def predict_tiled(self, image: np.ndarray, tile: int | None = None, overlap: float = 0.2,
                       iou: float = 0.5, batch_size: int = 8) -> Result:
-        """Sliced inference on a large image: overlapping tiles, detections merged with class-wise NMS.
+        """Sliced inference on a large image at its own resolution.
 
         Small objects that vanish when a 4000 px photo is shrunk to the model's input size stay
         visible in ``tile``-sized crops (default: the model input size, so tiles are not resized).
+        Detectors: detections of the tiles and of the whole image merged with class-wise NMS.
+        Segmenters: class probabilities averaged where tiles overlap (sliding window), then arg-max.
         """
-        if self.model.task != "detection":
-            raise ValueError("tiled inference merges boxes: detection models only")
         tile = tile or self.resize.image_size
+        if self.model.task == "segmentation":
+            x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(self.device)
+            with self._lock, torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
+                label_map = predict_sliding(self.model, x, tile, overlap, batch_size)[0]
+            return Result(image, self.class_names, semantic=label_map.cpu().numpy())
         h, w = image.shape[:2]
         step = max(1, int(tile * (1 - overlap)))
         ys = sorted({min(y, max(0, h - tile)) for y in range(0, max(1, h - tile + step), step)})

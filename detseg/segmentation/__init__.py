@@ -6,12 +6,12 @@ network stride and cropping back); builders from ``ModelConfig`` live in :mod:`.
 
 from .base import SemanticSegmenter
 from .deeplab import ASPP, DeepLabV3
-from .fcn import FCN, BilinearUpsample, bilinear_kernel
+from .fcn import FCN, BilinearUpsample, bilinear_kernel, convolutionalize_vgg_classifier
 from .losses import SegmentationLoss, dice_loss
 from .sliding import predict_sliding, sliding_window_probs
 from .unet import BackboneUNet, UNet
 
 __all__ = [
     "ASPP", "BackboneUNet", "BilinearUpsample", "DeepLabV3", "FCN", "SegmentationLoss", "SemanticSegmenter",
-    "UNet", "bilinear_kernel", "dice_loss", "predict_sliding", "sliding_window_probs",
+    "UNet", "bilinear_kernel", "convolutionalize_vgg_classifier", "dice_loss", "predict_sliding", "sliding_window_probs",
 ]

@@ -6,6 +6,7 @@ from typing import Sequence
 
 from ..backbones.base import Backbone
 from ..backbones.build import build_backbone
+from ..backbones.weights import read_state_dict
 from ..config import ModelConfig
 from .deeplab import DeepLabV3
 from .fcn import FCN
@@ -32,8 +33,11 @@ def _build_fcn(cfg: ModelConfig, variant: str) -> FCN:
                          f"{cfg.backbone.output_stride} (for dilated features use arch deeplabv3)")
     stages = {"32s": ("c5",), "16s": ("c4", "c5"), "8s": ("c3", "c4", "c5")}[variant]
     f = cfg.segmentation.fcn
-    return FCN(_backbone(cfg, stages), cfg.num_classes, variant=variant, head_channels=f.head_channels,
-               dropout=f.dropout, criterion=_criterion(cfg))
+    model = FCN(_backbone(cfg, stages), cfg.num_classes, variant=variant, head_channels=f.head_channels,
+                fc_channels=f.fc_channels, dropout=f.dropout, criterion=_criterion(cfg))
+    if f.fc_channels and cfg.backbone.pretrained and cfg.backbone.name.startswith("vgg"):
+        model.load_vgg_classifier(read_state_dict(cfg.backbone.pretrained), cfg.backbone.pretrained)
+    return model
 
 
 def build_fcn32s(cfg: ModelConfig) -> FCN:

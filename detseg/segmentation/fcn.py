@@ -6,8 +6,10 @@ Shape shorthand: N images, C = K + 1 classes (background first), Hs x Ws the pad
 The architecture as in the paper, on any detseg backbone (VGG-16 gives the original network:
 ``c3``/``c4``/``c5`` are pool3/pool4/pool5):
 
-* a 1x1 convolution scores the classes on ``c5`` (optionally after a 3x3 conv block standing in
-  for the converted fc6/fc7 layers, ``head_channels > 0``);
+* a 1x1 convolution scores the classes on ``c5``, optionally after the paper's converted fc6/fc7
+  (``fc_channels > 0``: a 7x7 and a 1x1 convolution; :func:`convolutionalize_vgg_classifier`
+  turns an ImageNet VGG's fully connected weights into theirs) or a lighter 3x3 conv block
+  (``head_channels > 0``);
 * **FCN-32s** upsamples those scores x32 with a transposed convolution fixed to bilinear
   interpolation;
 * **FCN-16s** upsamples them x2 with a *learned* transposed convolution initialised to bilinear,
@@ -55,6 +57,30 @@ def bilinear_kernel(channels: int, factor: int) -> Tensor:
     filt = 1 - (og - center).abs() / factor
     kernel = (filt[:, None] * filt[None, :]).float()
     return kernel.expand(channels, 1, size, size).clone()
+
+
+def convolutionalize_vgg_classifier(state: dict[str, Tensor], channels: int,
+                                    source: str = "the state dict") -> dict[str, Tensor]:
+    """torchvision VGG ``classifier.0`` / ``classifier.3`` (fc6, fc7) -> 7x7 / 1x1 conv weights.
+
+    fc6 reads the flattened ``[channels, 7, 7]`` pool5 map, so its weight Tensor[F, channels * 49]
+    reshapes to Tensor[F, channels, 7, 7]: on a 7x7 map the convolution's centre output equals
+    the fully connected layer, and on a larger map it slides, giving a score per position (the
+    FCN paper's "convolutionalization"). fc7's Tensor[F, F] becomes Tensor[F, F, 1, 1].
+
+    Returns:
+        ``{"fc6.weight", "fc6.bias", "fc7.weight", "fc7.bias"}``.
+    """
+    keys = ("classifier.0.weight", "classifier.0.bias", "classifier.3.weight", "classifier.3.bias")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ValueError(f"{source} has no VGG fc6/fc7 weights: missing {missing}")
+    w6, w7 = state["classifier.0.weight"], state["classifier.3.weight"]
+    if w6.dim() != 2 or w6.shape[1] != channels * 49:
+        raise ValueError(f"classifier.0.weight in {source} is {tuple(w6.shape)}: expected [F, {channels} * 7 * 7] "
+                         f"for a pool5 of {channels} channels")
+    return {"fc6.weight": w6.reshape(len(w6), channels, 7, 7), "fc6.bias": state["classifier.0.bias"],
+            "fc7.weight": w7.reshape(*w7.shape, 1, 1), "fc7.bias": state["classifier.3.bias"]}
 
 
 class BilinearUpsample(nn.ConvTranspose2d):
@@ -111,6 +137,9 @@ class FCN(SemanticSegmenter):
         variant: ``"32s"``, ``"16s"`` or ``"8s"``.
         head_channels: channels of a 3x3 conv + BN + ReLU block on the last stage before the
             1x1 classifier (the role of VGG's fc6/fc7); 0 = the 1x1 classifier alone.
+        fc_channels: instead, the paper's fc6/fc7 as convolutions of this width: 7x7 (padding 3,
+            so the map keeps its size; the paper pads the image by 100 px instead) and 1x1, each
+            + ReLU + dropout. Load ImageNet weights with :meth:`load_vgg_classifier`.
         dropout: dropout before the classifier (the paper's 0.5 after fc6/fc7).
         criterion: the loss module (default cross-entropy ignoring 255).
 
@@ -124,7 +153,8 @@ class FCN(SemanticSegmenter):
     """
 
     def __init__(self, backbone: Backbone, num_classes: int, *, variant: FCNVariant = "8s",
-                 head_channels: int = 0, dropout: float = 0.0, criterion: nn.Module | None = None) -> None:
+                 head_channels: int = 0, fc_channels: int = 0, dropout: float = 0.0,
+                 criterion: nn.Module | None = None) -> None:
         if variant not in _NUM_STAGES:
             raise ValueError(f"FCN variant must be one of {list(_NUM_STAGES)}, got {variant!r}")
         specs = backbone.feature_specs
@@ -142,7 +172,14 @@ class FCN(SemanticSegmenter):
         self.in_features = tuple(names)
         c = num_classes + 1
         last = specs[names[-1]].channels
-        if head_channels > 0:
+        if head_channels > 0 and fc_channels > 0:
+            raise ValueError("give head_channels (a 3x3 block) or fc_channels (VGG's fc6/fc7), not both")
+        if fc_channels > 0:
+            self.head = nn.Sequential(
+                nn.Conv2d(last, fc_channels, 7, padding=3), nn.ReLU(inplace=True), nn.Dropout2d(dropout),
+                nn.Conv2d(fc_channels, fc_channels, 1), nn.ReLU(inplace=True), nn.Dropout2d(dropout))
+            last = fc_channels
+        elif head_channels > 0:
             self.head = nn.Sequential(
                 nn.Conv2d(last, head_channels, 3, padding=1, bias=False),
                 nn.BatchNorm2d(head_channels), nn.ReLU(inplace=True), nn.Dropout2d(dropout))
@@ -158,6 +195,25 @@ class FCN(SemanticSegmenter):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
         self.upsample = BilinearUpsample(c, strides[0], learnable=False)
+
+    def load_vgg_classifier(self, state: dict[str, Tensor], source: str = "the state dict") -> None:
+        """Start fc6/fc7 (``fc_channels > 0``) from a torchvision VGG's ``classifier.0/3`` weights.
+
+        Raises:
+            ValueError: the model has no fc6/fc7, or the weights do not fit (naming shapes and file).
+        """
+        if not (isinstance(self.head, nn.Sequential) and self.head[0].kernel_size == (7, 7)):
+            raise ValueError("load_vgg_classifier needs the fc6/fc7 head: build the FCN with fc_channels > 0")
+        fc6, fc7 = self.head[0], self.head[3]
+        converted = convolutionalize_vgg_classifier(state, fc6.in_channels, source)
+        for conv, name in ((fc6, "fc6"), (fc7, "fc7")):
+            w, b = converted[f"{name}.weight"], converted[f"{name}.bias"]
+            if w.shape != conv.weight.shape:
+                raise ValueError(f"{name} in {source} is {tuple(w.shape)} as a convolution, the model's is "
+                                 f"{tuple(conv.weight.shape)} (fc_channels and the backbone width must match)")
+            with torch.no_grad():
+                conv.weight.copy_(w)
+                conv.bias.copy_(b)
 
     def forward_logits(self, x: Tensor) -> Tensor:
         feats = self.backbone(x)

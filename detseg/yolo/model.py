@@ -32,7 +32,7 @@ from ..backbones.base import Backbone, FeatureSpec
 from ..backbones.build import build_backbone
 from ..backbones.csp_darknet import ConvBNAct, scaled_depth
 from ..config.yolo import YOLO_SCALES
-from ..detection.faster_rcnn import check_targets
+from ..detection.base import Detector, check_targets
 from ..necks.pan import PAN, build_pan
 from ..structures import Normalize
 from ..structures.instances import Detections, Instances
@@ -172,7 +172,7 @@ class YoloHead(nn.Module):
                 for i, size in enumerate(image_sizes)]
 
 
-class YOLO(nn.Module):
+class YOLO(Detector):
     """Single-shot detector: ``Normalize -> backbone -> PAN -> YoloHead``.
 
     Args:
@@ -226,14 +226,6 @@ class YOLO(nn.Module):
         if image_sizes is None:
             image_sizes = [tuple(images.shape[-2:])] * len(images)
         return self.head.predict(self.raw_outputs(images), image_sizes)
-
-    def forward(self, images: Tensor, targets: Sequence[Instances] | None = None):
-        """torchvision-style sugar: losses in training mode, detections in eval mode."""
-        if self.training:
-            if targets is None:
-                raise ValueError("training mode needs targets; call model.eval() or model.predict(images)")
-            return self.loss(images, targets)
-        return self.predict(images)
 
 
 def yolo(

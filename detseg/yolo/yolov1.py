@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from ..backbones.base import Backbone
 from ..backbones.build import build_backbone
-from ..detection.faster_rcnn import check_targets
+from ..detection.base import Detector, check_targets
 from ..structures import Normalize
 from ..structures.instances import Detections, Instances
 from .assigner import pairwise_iou
@@ -45,7 +45,7 @@ from .model import postprocess
 __all__ = ["YoloV1", "yolov1", "build_yolov1"]
 
 
-class YoloV1(nn.Module):
+class YoloV1(Detector):
     """The YOLOv1 detector: ``Normalize -> backbone[in_feature] -> conv -> pool to S x S -> FC -> FC``.
 
     Args:
@@ -180,14 +180,6 @@ class YoloV1(nn.Module):
         return [postprocess(scores[i], boxes[i], hw, score_thresh=self.score_thresh, nms_iou=self.nms_iou,
                             pre_nms_top_n=scores.shape[1] * self.num_classes, max_det=self.max_det)
                 for i, hw in enumerate(image_sizes)]
-
-    def forward(self, images: Tensor, targets: Sequence[Instances] | None = None):
-        """torchvision-style sugar: losses in training mode, detections in eval mode."""
-        if self.training:
-            if targets is None:
-                raise ValueError("training mode needs targets; call model.eval() or model.predict(images)")
-            return self.loss(images, targets)
-        return self.predict(images)
 
 
 def yolov1(backbone: str | Backbone = "resnet18", *, num_classes: int, width: float = 1.0, in_feature: str = "c5",

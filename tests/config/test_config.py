@@ -48,12 +48,23 @@ def test_int_is_accepted_for_float(tmp_path):
         ("{}\n", "train.lr=fast", r"override 'train.lr=fast'.*expected float"),
         ("{}\n", "train.lrr=0.1", r"unknown key 'train.lrr' in command-line override.*did you mean 'lr'"),
         ("{}\n", "epochs", r"must look like key.sub=value"),
+        ("train: {epochs: 3}\n", "train.epochs=0", r"'train' in .*exp.yaml with command-line override 'train.epochs=0'.*>= 1"),
+        ("{}\n", "model.backbone.pretrained=/no/w.pth", r"'model.backbone.pretrained' in command-line override.*file not found"),
     ],
 )
 def test_bad_configs_name_key_and_source(tmp_path, text, override, expected):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError, match=expected):
         load_config(path, [override] if override else [])
+
+
+def test_an_override_replaces_a_path_that_does_not_exist_here(tmp_path):
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    path = write(tmp_path, "model: {backbone: {pretrained: /elsewhere/w.pth}}\n")
+    with pytest.raises(ConfigError, match="exp.yaml: file not found: /elsewhere/w.pth"):
+        load_config(path)
+    assert load_config(path, [f"model.backbone.pretrained={weights}"]).model.backbone.pretrained == str(weights)
 
 
 def test_missing_and_malformed_files(tmp_path):

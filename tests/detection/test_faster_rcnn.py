@@ -203,7 +203,7 @@ def test_config_builds_with_torchvision_names(repo):
 
 def test_torchvision_fasterrcnn_resnet50_fpn_state_dict_gives_same_detections():
     torch.manual_seed(0)
-    tv = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=5, min_size=256, max_size=256).eval()
+    tv = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=5, min_size=250, max_size=1333).eval()
     g = torch.Generator().manual_seed(0)
     state = {}
     for k, v in tv.state_dict().items():
@@ -218,10 +218,14 @@ def test_torchvision_fasterrcnn_resnet50_fpn_state_dict_gives_same_detections():
     ours = faster_rcnn("resnet50", num_classes=4).eval()
     # torchvision's COCO checkpoint has FrozenBatchNorm2d layers: no num_batches_tracked entries
     load_torchvision_faster_rcnn(ours, {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")})
-    image = torch.rand(1, 3, 256, 256, generator=g)  # at min_size: torchvision's resize is the identity
+    # 250 x 300 at min_size: torchvision's resize is the identity; both pad to 256 x 320, torchvision
+    # with 0 after normalising; detseg's batch holds noise there, which must not matter
+    image = torch.rand(3, 250, 300, generator=g)
+    batch = torch.rand(1, 3, 256, 320, generator=g)
+    batch[0, :, :250, :300] = image
     with torch.no_grad():
-        expected = tv(list(image))[0]
-    got = ours.predict(image, [(256, 256)])[0]
+        expected = tv([image])[0]
+    got = ours.predict(batch, [(250, 300)])[0]
     assert len(expected["boxes"]) > 10 and len(got) == len(expected["boxes"])
     assert torch.allclose(got.boxes, expected["boxes"], atol=1e-3)
     assert torch.equal(got.labels, expected["labels"] - 1)

@@ -37,10 +37,15 @@ class CentreBox(nn.Module):
 
 
 class Threshold(nn.Module):
-    task, with_masks = "segmentation", False
+    task, with_masks, num_classes = "segmentation", False, 2
 
     def predict(self, images, image_sizes=None):
         return (images[:, 0] > 200).long() * 2  # class 1 (label value 2) where bright
+
+    def logits(self, images):
+        """Label 2 where bright, else 0, as logits (what sliding-window inference averages)."""
+        bright = (images[:, 0] > 200).float()
+        return torch.stack([1 - bright, torch.zeros_like(bright), bright], 1) * 10
 
 
 def image_with_square(h=48, w=96, box=(60, 10, 80, 30)):
@@ -79,6 +84,16 @@ def test_tiles_find_small_objects_and_merge_duplicates():
     result = predictor.predict_tiled(big, tile=128, overlap=0.25)
     assert len(result.boxes) == 1
     np.testing.assert_allclose(result.boxes[0], [140, 140, 150, 150], atol=1.5)
+
+
+def test_segmentation_tiles_keep_full_resolution():
+    big = np.zeros((300, 400, 3), np.uint8)
+    big[140:142, 200:203] = 255  # a 2 x 3 px object: gone once 400 px shrink to 64
+    predictor = Predictor(Threshold(), ["a", "b"], AugmentConfig(image_size=64), device="cpu")
+    assert (predictor(big)[0].semantic == 2).sum() < 6
+    result = predictor.predict_tiled(big, tile=128, overlap=0.25)
+    assert result.semantic.shape == (300, 400)
+    assert np.array_equal(np.argwhere(result.semantic == 2), np.argwhere(big[..., 0] == 255))
 
 
 def test_threads_share_one_predictor_safely():

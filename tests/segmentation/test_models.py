@@ -121,3 +121,27 @@ def test_sliding_window_covers_large_images():
     assert pred.shape == (2, 70, 101)
     # a window larger than the image is one plain forward pass
     assert torch.equal(predict_sliding(model, images, window=128), model.predict(images))
+
+
+def test_vgg_fc6_fc7_become_convolutions_that_compute_the_same(tmp_path):
+    from detseg.backbones.vgg import vgg16
+
+    classifier = vgg16(num_classes=10, width=0.125).eval()  # torchvision key names, fc width 512
+    path = tmp_path / "vgg16_imagenet.pth"
+    torch.save(classifier.state_dict(), path)
+    model = tiny_model("fcn8s", ["model.backbone.name=vgg16", f"model.backbone.pretrained={path}",
+                                 "model.segmentation.fcn.fc_channels=512"]).eval()
+    pool5 = torch.randn(2, 64, 7, 7)
+    with torch.no_grad():
+        fc7 = classifier.classifier[:5](pool5.flatten(1))      # fc6, ReLU, dropout, fc7, ReLU
+        conv7 = model.head(pool5)[:, :, 3, 3]                 # the same layers, slid; centre position
+    torch.testing.assert_close(conv7, fc7, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        assert model.head(torch.randn(1, 64, 11, 13)).shape == (1, 512, 11, 13)  # any map size
+    with pytest.raises(ValueError, match="expected \\[F, 32 \\* 7 \\* 7\\]"):
+        FCN(build_backbone("vgg16", out_features=("c5",), width=0.0625), 2, variant="32s",
+            fc_channels=512).load_vgg_classifier(classifier.state_dict())
+    with pytest.raises(ValueError, match="needs the fc6/fc7 head"):
+        tiny_model("fcn8s", ["model.backbone.name=vgg16"]).load_vgg_classifier(classifier.state_dict())
+    with pytest.raises(ValueError, match="not both"):
+        tiny_model("fcn8s", ["model.segmentation.fcn.fc_channels=8", "model.segmentation.fcn.head_channels=8"])

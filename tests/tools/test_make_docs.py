@@ -63,7 +63,7 @@ def test_write_then_check(make_docs, monkeypatch, tmp_path, capsys):
 def test_zoo_has_a_row_per_config_and_says_what_was_not_measured():
     text = (REPO / "docs" / "model_zoo.md").read_text(encoding="utf-8")
     computed = text.split("## Computed")[1].split("## Measured")[0]
-    measured = text.split("## Measured")[1].split("## Pictures")[0]
+    measured = text.split("## Measured")[1].split("## GPU speed")[0]
     for config in (REPO / "configs").glob("*.yaml"):
         assert computed.count(f"`{config.name}`") == 1, config.name
         assert measured.count(f"`{config.name}`") == 1, config.name

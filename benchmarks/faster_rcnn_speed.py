@@ -203,27 +203,25 @@ def main() -> None:
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     print(f"\nFaster R-CNN R50-FPN, {h}x{w}, {gpu}; train batch {args.train_batch}, inference batch {args.infer_batch}")
     print(f"{'variant':<24}{'train img/s':>12}{'x tv':>7}{'infer img/s':>13}{'x tv':>7}{'b1 ms':>8}  detections vs tv fp32")
-    base = []
-
-    def report(name, model, autocast, is_tv):
-        """Measure one variant and print its row at once (a later variant may fail or time out)."""
+    def report(name, model, autocast, is_tv, base=None) -> tuple[float, float]:
+        """Measure one variant and print its row at once (a later variant may fail or time out);
+        ratios against ``base`` = (train, inference) images/s, or against itself. Returns its rates."""
         name, tr, inf, one, exact, found = measure(name, model, autocast, is_tv)
-        if not base:  # the first row, torchvision fp32, is the baseline
-            base.append((tr, inf))
-        base_train, base_infer = base[0]
+        base_train, base_infer = base or (tr, inf)
         same = "identical" if exact else f"{found:.1%} found"
         print(f"{name:<24}{tr:>12.1f}{tr / base_train:>7.2f}{inf:>13.1f}{inf / base_infer:>7.2f}{one:>8.1f}  {same}",
               flush=True)
+        return tr, inf
 
-    report("torchvision fp32", tv, contextlib.nullcontext(), True)
-    report("torchvision bf16", tv, bf16, True)
-    report("detseg fp32", ours, contextlib.nullcontext(), False)
+    base = report("torchvision fp32", tv, contextlib.nullcontext(), True)
+    report("torchvision bf16", tv, bf16, True, base)
+    report("detseg fp32", ours, contextlib.nullcontext(), False, base)
     ours.to(memory_format=torch.channels_last)
-    report("detseg bf16+CL", ours, bf16, False)
+    report("detseg bf16+CL", ours, bf16, False, base)
     if args.compile:
         ours.backbone.compile()  # in place: the state-dict keys stay as they are
         ours.neck.compile()
-        report("detseg bf16+CL+compile", ours, bf16, False)
+        report("detseg bf16+CL+compile", ours, bf16, False, base)
 
 if __name__ == "__main__":
     main()

@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..structures.instances import Detections, Instances
+from ..structures.instances import Instances
 
 
 def check_targets(targets: Sequence[Instances], num_images: int, num_classes: int) -> None:
@@ -38,14 +38,9 @@ def check_targets(targets: Sequence[Instances], num_images: int, num_classes: in
 
 
 class Detector(nn.Module):
-    """Base of detseg's detectors: subclasses define ``loss`` and ``predict``; both work in any mode,
-    so validation losses and predictions are reachable whatever ``model.training`` says."""
-
-    def loss(self, images: Tensor, targets: Sequence[Instances]) -> dict[str, Tensor]:
-        raise NotImplementedError
-
-    def predict(self, images: Tensor, image_sizes: Sequence[tuple[int, int]] | None = None) -> list[Detections]:
-        raise NotImplementedError
+    """Base of detseg's detectors. Subclasses define ``loss(images, targets) -> dict[str, Tensor]``
+    and ``predict(images, image_sizes=None) -> list[Detections]``; both work in any mode, so
+    validation losses and predictions are reachable whatever ``model.training`` says."""
 
     def forward(self, images: Tensor, targets: Sequence[Instances] | None = None):
         """torchvision-style sugar: losses in training mode, detections in eval mode."""

@@ -1,25 +1,34 @@
-"""Check a dataset before training on it: decode every image, count, and list what is wrong.
+"""Check a dataset before training on it: every problem of its files in one pass, then decode every image.
 
 Usage:
+    python tools/check_dataset.py PATH [SECOND] [options]      the format is found from PATH:
+        a COCO json [its image folder], a YOLO data yaml, a VOC root, an image folder and its
+        mask folder, or a folder holding one of those
     python tools/check_dataset.py --format coco --images DIR --annotations FILE [--no-masks] [options]
     python tools/check_dataset.py --format voc --root DIR [--split train] [--class-names a,b,c|FILE] [options]
     python tools/check_dataset.py --format yolo --data-yaml FILE [--split train] [options]
+    python tools/check_dataset.py --format masks --images DIR --masks DIR --class-names a,b \\
+        [--mask-values V:MEANING,...] [--ignore-index N] [options]
     options: [--json PATH] [--quiet] [--max-examples N] [--used-classes-only]
 
-Example:
-    python tools/check_dataset.py --format coco --images ../shared/data/coco128/images \\
-        --annotations ../shared/data/coco128/annotations/instances.json
+Examples:
+    python tools/check_dataset.py ../shared/data/coco128/annotations/instances.json
+    python tools/check_dataset.py ../shared/data/isbi2012_membrane/images ../shared/data/isbi2012_membrane/labels \\
+        --mask-values 0:membrane,255:cell
 
-Prints images and instances per class (crowd/ignore regions counted apart), images without
-labels, and every problem with a few examples naming the file: unreadable images, boxes of zero
-area or (partly) outside the image as annotated (before the clipping training applies), labels
-out of range, and what the reader itself dropped when parsing (e.g. COCO
-``degenerate_annotations``, YOLO ``missing_label_files``). See :mod:`detseg.data.report`.
+The reader is built as training builds it, but collecting its problems instead of stopping at
+the first (see :mod:`detseg.data.report`): missing or unreadable files, malformed entries,
+lines and XML, unknown classes, duplicate ids, image sizes that disagree with the annotations
+(read from the file headers), polygon/RLE problems, mask values that are neither a class,
+background nor ignore; each counted, with examples naming the file and the line, object or
+annotation id. Then every remaining image is decoded: corrupt images, labels out of range,
+boxes of zero area or (partly) outside the image as annotated (before the clipping training
+applies). It also prints images and instances per class (pixels per class for label maps),
+crowd/ignore regions, images without labels, and the values a mask folder holds.
 
-Exit status: 0 when the dataset is usable (warnings allowed), 1 when the report has a fatal
-problem (an unreadable image, a label out of range, an annotation error found when loading),
-2 when the dataset cannot be built at all (missing files, malformed or inconsistent annotations:
-the error names the file) or for bad arguments.
+Exit status: 0 when the dataset is usable (warnings allowed), 1 when a fatal problem was found,
+2 when the dataset cannot be read at all (a missing or malformed json/yaml, no split file, no
+image folder: the error names the file) or for bad arguments.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import sys
 from pathlib import Path
 
 from detseg.data.report import (
+    CHECK_FORMATS,
     add_source_arguments,
     check_dataset,
     check_source_arguments,
@@ -44,9 +54,10 @@ from detseg.data.sample import DatasetError
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="Exit status: 0 usable, 1 fatal problems in the report, 2 dataset cannot be built.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Exit status: 0 usable, 1 fatal problems found, 2 dataset cannot be read or bad arguments.",
     )
-    add_source_arguments(parser, format_flags=("--format", "--from"))
+    add_source_arguments(parser, format_flags=("--format", "--from"), formats=CHECK_FORMATS, positional=True)
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--max-examples", type=int, default=5, metavar="N",
@@ -60,14 +71,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    for key in args.guessed:
+        print(f"{key}: {getattr(args, key)} (guessed from {args.path}; name it if that is wrong)")
     try:
-        dataset = dataset_from_args(args)
-    except (DatasetError, OSError) as exc:
-        print(f"error: cannot build the {args.format} dataset: {one_line(exc)}{source_hint(args, exc)}",
+        dataset = dataset_from_args(args, strict=False)
+    except (DatasetError, ValueError, OSError) as exc:
+        print(f"error: cannot read the {args.format} dataset: {one_line(exc)}{source_hint(args, exc)}",
               file=sys.stderr)
         return 2
     report = check_dataset(dataset, progress=not args.quiet, max_examples=args.max_examples)
     print(report.format(all_classes=not args.used_classes_only))
+    hint = source_hint(args, " ".join(report.examples["unknown_classes"] + report.examples["invalid_segmentations"]))
+    if hint:
+        print(f"hint: {hint.strip(' ()')}")
     if args.json:
         path = Path(args.json)
         try:

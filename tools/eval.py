@@ -62,16 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     _, val_set = build_datasets(cfg.data, model.task, with_masks=getattr(model, "with_masks", False))
     class_names = cfg.model.class_names or tuple(val_set.class_names)
     with_masks = getattr(model, "with_masks", False)
-    original_frame = None
+    original_frame = False
     if model.task == "detection" and cfg.data.format == "coco":
         # score against the json itself, with predictions mapped back to the image files
         evaluator = CocoEvaluator(cfg.data.val.annotations, val_set.category_ids, class_names,
                                   iou_types=("bbox", "segm") if with_masks else ("bbox",))
-        original_frame = cfg.data.augment
+        original_frame = True
     else:
         evaluator = build_evaluator(model.task, cfg.model.num_classes, class_names, with_masks=with_masks)
     loader = make_loader(val_set, cfg.data, train=False, pin_memory=device.type == "cuda")
-    metrics = validate(model, loader, evaluator, device, quiet=args.quiet, original_frame=original_frame)
+    metrics = validate(model, loader, evaluator, device, quiet=args.quiet, resize=cfg.data.augment,
+                       original_frame=original_frame)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))

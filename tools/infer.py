@@ -6,13 +6,19 @@ Usage:
 PATH is an image, a folder, a glob (quote it: "data/*.jpg"), a video file (mp4/avi/mov/mkv) or a
 camera index (0). Results go to DIR (default ``RUN/infer/``):
 
-* images: one drawn picture per image, ``predictions.json`` (COCO results) and ``images.json``
-  (the image ids it refers to); unreadable files are reported and skipped;
+* images, detectors: one drawn picture per image, ``predictions.json`` (COCO results, with the
+  dataset's own category ids from the checkpoint) and ``images.json`` (the image ids it refers to);
+* images, segmenters: ``masks/<name>.png`` label maps (0 background, k + 1 class k; 16-bit when
+  there are more than 254 classes), one colour overlay per image with a key naming the classes
+  present, ``segmentation.json`` (per image: its label map and the pixels of each class) and
+  ``images.json``;
 * video: the drawn video at the input's frame rate and size (H.264 when OpenCV has it, else
-  mp4v; the codec used is printed) and ``<name>.jsonl`` with one line of detections per frame.
-  Frames are streamed in batches, so memory stays flat however long the video is.
+  mp4v; the codec used is printed) and ``<name>.jsonl`` with one line per frame: its detections,
+  or a segmenter's pixels per class. Frames are streamed in batches, so memory stays flat
+  however long the video is.
 
-A summary (images or frames, detections per class, frames per second) ends every run.
+Unreadable image files are reported and skipped. A summary ends every run: images or frames
+per second, and detections per class or each class's share of all pixels.
 """
 
 from __future__ import annotations
@@ -20,19 +26,65 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import logging
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import cv2
+import numpy as np
 from tqdm import tqdm
 
 from detseg.data.sample import ImageReadError, read_image
-from detseg.inference import Predictor
+from detseg.inference import Predictor, Result
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"}
+
+EXAMPLES = """examples:
+  python tools/infer.py --checkpoint runs/yolo/best.pt --source photo.jpg
+  python tools/infer.py --checkpoint runs/yolo/best.pt --source "imgs/*.png" --score 0.5 --classes 0 2
+  python tools/infer.py --checkpoint runs/unet/best.pt --source clip.mp4 --out runs/unet/video
+  python tools/infer.py --checkpoint runs/yolo/best.pt --source big.tif --tile 640 --device cuda --half
+"""
+
+
+class Tally:
+    """What a run found, for its summary: detections per class, or pixels per class (segmenters)."""
+
+    def __init__(self) -> None:
+        self.detections: Counter = Counter()
+        self.pixels: Counter = Counter()
+        self.total_pixels = 0
+        self.segmentation = False
+
+    def add(self, result: Result) -> None:
+        """Count one image's or frame's detections, or its pixels per class and in all."""
+        if result.semantic is not None:
+            self.segmentation = True
+            self.pixels.update(result.areas)
+            self.total_pixels += result.semantic.size
+        else:
+            self.detections.update(result.names)
+
+    def summary(self) -> str:
+        """``detections: car 3, person 1`` or ``classes (share of all N pixels): circle 12.50%, ...``."""
+        if not self.segmentation:
+            return "detections: " + (", ".join(f"{name} {k}" for name, k in self.detections.most_common()) or "none")
+        if not self.pixels:
+            return f"classes: none (all {self.total_pixels:,} pixels background)"
+        share = {name: 100 * k / self.total_pixels for name, k in self.pixels.most_common()}
+        listed = ", ".join(f"{name} {pct:.2f}%" for name, pct in share.items())
+        return (f"classes (share of all {self.total_pixels:,} pixels): {listed}; "
+                f"background {100 - sum(share.values()):.2f}%")
+
+
+def save_label_map(path: Path, label_map: np.ndarray, num_classes: int) -> None:
+    """A PNG of the values as they are (0 background, k + 1 class k): 8-bit, or 16-bit past 254 classes."""
+    dtype = np.uint8 if num_classes < 255 else np.uint16
+    if not cv2.imwrite(str(path), label_map.astype(dtype)):
+        raise OSError(f"cannot write {path}")
 
 
 def list_images(source: str) -> list[Path]:
@@ -55,9 +107,12 @@ def open_writer(path: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.Vide
     raise OSError(f"OpenCV cannot write video to {path}")
 
 
-def run_images(predictor: Predictor, files: list[Path], out: Path, args, counts: Counter) -> int:
+def run_images(predictor: Predictor, files: list[Path], out: Path, args, tally: Tally) -> int:
     """Predict, draw and record every image; returns how many were processed."""
+    segmenter = predictor.model.task == "segmentation"
     results, images, bad = [], [], []
+    if segmenter:
+        (out / "masks").mkdir(exist_ok=True)
     for start in tqdm(range(0, len(files), args.batch_size), desc="images", disable=args.quiet, unit="batch"):
         arrays, names = [], []
         for f in files[start: start + args.batch_size]:
@@ -73,19 +128,28 @@ def run_images(predictor: Predictor, files: list[Path], out: Path, args, counts:
         for f, r in zip(names, preds):
             image_id = len(images) + 1
             images.append({"id": image_id, "file_name": str(f), "height": r.image.shape[0], "width": r.image.shape[1]})
-            results += r.to_coco(image_id)
-            counts.update(r.names)
+            tally.add(r)
+            if segmenter:
+                save_label_map(out / "masks" / f"{f.stem}.png", r.semantic, len(r.class_names))
+                results.append({"image_id": image_id, "file_name": str(f), "label_map": f"masks/{f.stem}.png",
+                                "areas": r.areas})
+            else:
+                results += r.to_coco(image_id)
             if not args.no_save:
                 cv2.imwrite(str(out / f"{f.stem}.jpg"), cv2.cvtColor(r.plot(), cv2.COLOR_RGB2BGR))
-    (out / "predictions.json").write_text(json.dumps(results))
+    if segmenter:
+        values = {str(k + 1): name for k, name in enumerate(predictor.class_names)}
+        (out / "segmentation.json").write_text(json.dumps({"label_values": values, "images": results}, indent=1))
+    else:
+        (out / "predictions.json").write_text(json.dumps(results))
     (out / "images.json").write_text(json.dumps(images, indent=1))
     if bad:
         print(f"{len(bad)} unreadable file(s) skipped", file=sys.stderr)
     return len(images)
 
 
-def run_video(predictor: Predictor, source: str, out: Path, args, counts: Counter) -> int:
-    """Stream frames in batches through the model into a drawn video and JSON lines."""
+def run_video(predictor: Predictor, source: str, out: Path, args, tally: Tally) -> int:
+    """Stream frames in batches through the model into a drawn video and JSON lines (detections or class pixels)."""
     capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
     if not capture.isOpened():
         raise OSError(f"cannot open video source {source}")
@@ -107,7 +171,7 @@ def run_video(predictor: Predictor, source: str, out: Path, args, counts: Counte
                 break
             for r in predictor.predict_arrays(batch, [f"{source}#{frames + i}" for i in range(len(batch))]):
                 lines.write(json.dumps({"frame": frames, **r.to_dict()}) + "\n")
-                counts.update(r.names)
+                tally.add(r)
                 if writer is not None:
                     writer.write(cv2.cvtColor(r.plot(), cv2.COLOR_RGB2BGR))
                 frames += 1
@@ -119,22 +183,32 @@ def run_video(predictor: Predictor, source: str, out: Path, args, counts: Counte
     return frames
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: every option with its meaning and default, examples at the end."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="best.pt / last.pt written by tools/train.py")
     parser.add_argument("--source", required=True, help="image, folder, glob, video file or camera index")
     parser.add_argument("--out", help="output folder (default: <checkpoint folder>/infer)")
-    parser.add_argument("--score", type=float, default=0.25, help="score threshold")
-    parser.add_argument("--classes", type=int, nargs="+", help="keep only these class indices")
+    parser.add_argument("--score", type=float, default=0.25, help="drop detections below this score (default: %(default)s)")
+    parser.add_argument("--classes", type=int, nargs="+", help="keep only detections of these 0-based class indices")
     parser.add_argument("--image-size", type=int, help="model input size (default: the checkpoint's)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--half", action="store_true", help="fp16 autocast on CUDA")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="auto", help="torch device: auto (CUDA when available, else cpu), cpu, "
+                        "cuda, cuda:1 ... (default: %(default)s)")
+    parser.add_argument("--half", action="store_true", help="fp16 autocast on CUDA (ignored on the CPU)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images or video frames per forward pass "
+                        "(default: %(default)s)")
     parser.add_argument("--tile", type=int, help="sliced inference at full resolution with tiles of this size (large "
                         "images; detections merged with NMS, segmentation probabilities averaged)")
-    parser.add_argument("--no-save", action="store_true", help="write predictions only, no pictures/video")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
+    parser.add_argument("--no-save", action="store_true", help="write predictions only (json, label maps), "
+                        "no drawn pictures/video")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         predictor = Predictor.from_checkpoint(args.checkpoint, image_size=args.image_size, device=args.device,
                                               half=args.half, score_threshold=args.score, classes=args.classes)
@@ -143,23 +217,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "infer"
     out.mkdir(parents=True, exist_ok=True)
-    counts: Counter = Counter()
+    tally = Tally()
     start = time.perf_counter()
     is_video = args.source.isdigit() or Path(args.source).suffix.lower() in VIDEO_EXTENSIONS
     try:
         if is_video:
-            n, unit = run_video(predictor, args.source, out, args, counts), "frames"
+            n, unit = run_video(predictor, args.source, out, args, tally), "frames"
         else:
             files = list_images(args.source)
             if not files or (len(files) == 1 and not files[0].exists()):
                 raise OSError(f"no images found at {args.source}")
-            n, unit = run_images(predictor, files, out, args, counts), "images"
+            n, unit = run_images(predictor, files, out, args, tally), "images"
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - start
-    per_class = ", ".join(f"{name} {k}" for name, k in counts.most_common()) or "none"
-    print(f"{n} {unit} in {seconds:.1f} s ({n / max(seconds, 1e-9):.1f} per second); detections: {per_class}")
+    print(f"{n} {unit} in {seconds:.1f} s ({n / max(seconds, 1e-9):.1f} per second); {tally.summary()}")
     print(f"saved: {out}")
     return 0 if n else 1
 

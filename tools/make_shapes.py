@@ -22,17 +22,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detseg.data.synthetic import ShapesConfig, generate_sample, write_coco
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+EXAMPLES = """examples:
+  python tools/make_shapes.py --out data/shapes/train --num-images 256 --seed 0
+  python tools/make_shapes.py --out data/shapes/val --num-images 64 --seed 1
+  python tools/make_shapes.py --video clip.mp4 --num-images 48 --size 160 --fps 24
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: every option with its meaning and default, examples at the end."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", help="dataset folder to create")
     target.add_argument("--video", help="video file to write (frames are shapes images)")
     parser.add_argument("--num-images", type=int, help="images (default 256) or frames (default 48)")
-    parser.add_argument("--size", type=int, default=128, help="image side in pixels")
-    parser.add_argument("--max-objects", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fps", type=float, default=12.0)
-    args = parser.parse_args(argv)
+    parser.add_argument("--size", type=int, default=128, help="side of the square images or video frames, "
+                        "in pixels (default: %(default)s)")
+    parser.add_argument("--max-objects", type=int, default=4, help="at most this many shapes per image "
+                        "(default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; different seeds give disjoint images, "
+                        "so use one per split (default: %(default)s)")
+    parser.add_argument("--fps", type=float, default=12.0, help="frame rate of --video (default: %(default)s)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     n = args.num_images or (256 if args.out else 48)
     cfg = ShapesConfig(num_images=n, image_size=(args.size, args.size), max_objects=args.max_objects, seed=args.seed)
     if args.out:

@@ -5,13 +5,18 @@ Usage:
     python tools/train.py --resume RUN/last.pt [key.sub=value ...]
     torchrun --nproc_per_node=N tools/train.py CONFIG ...      (multi-GPU / multi-node)
 
-Example:
+Examples:
     python tools/train.py configs/classifier_resnet18_shapes.yaml train.epochs=2 model.backbone.width=0.25
+    python tools/train.py --resume runs/classifier_resnet18_shapes/last.pt train.epochs=4 train.lr=0.0005
 
 The resolved config is printed and written to the run folder (``train.out_dir/<name>``, or DIR),
 next to ``last.pt``, ``best.pt``, ``metrics.csv`` and ``curves.png``. Earlier runs are never
-overwritten. ``--resume`` continues a run in its own folder, exactly where it stopped (after a
-crash or Ctrl-C); overrides such as ``train.epochs=20`` extend it.
+overwritten. Ctrl-C stops after the batch in flight and saves ``last.pt`` (twice: at once).
+``--resume`` continues a run in its own folder, exactly where it stopped; overrides of the
+optimiser, schedule, epochs and evaluation apply, changes to the model or data are refused.
+
+Exit status: 0 done, 1 training stopped (non-finite or diverging loss), 2 bad config, data or
+checkpoint (one line naming it), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,13 +26,16 @@ import sys
 from pathlib import Path
 
 from detseg.config import ConfigError, dump_config, load_config
-from detseg.engine.checkpoint import new_run_dir
+from detseg.data.sample import DatasetError
+from detseg.engine.checkpoint import CheckpointError, new_run_dir
 from detseg.engine.distributed import is_main_process
-from detseg.engine.train_loop import NonFiniteLossError, train
+from detseg.engine.train_loop import TrainingStopped, resolve_device, train
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", help="YAML experiment config (see configs/)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=12")
     parser.add_argument("--out", help="run folder (default: train.out_dir/<train.name or config name>)")
@@ -42,9 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     config = args.config or str(Path(args.resume).parent / "config.yaml")
     try:
         cfg = load_config(config, args.overrides)
+        resolve_device(cfg.train.device)  # before a run folder exists
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    created = None
     if args.resume:
         run_dir = Path(args.resume).parent
     elif not is_main_process_env():
@@ -52,13 +62,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         name = cfg.train.name or Path(config).stem
         run_dir = new_run_dir(Path(args.out).parent, Path(args.out).name) if args.out else new_run_dir(cfg.train.out_dir, name)
+        created = run_dir
     if is_main_process_env():
         print(f"# run folder: {run_dir}\n{dump_config(cfg)}", flush=True)
     try:
         best = train(cfg, run_dir, quiet=args.quiet, resume=args.resume)
-    except NonFiniteLossError as exc:
+    except TrainingStopped as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except (ConfigError, DatasetError, CheckpointError, KeyError) as exc:
+        # KeyError: an unknown model.arch or backbone name (the message lists the valid ones)
+        if created is not None and not any(created.iterdir()):
+            created.rmdir()
+        print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     if is_main_process():

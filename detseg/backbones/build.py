@@ -59,7 +59,8 @@ def build_backbone(
         width: channel multiplier (``0.125`` gives tiny test/CPU variants).
         output_stride: 32, or 16/8 for backbones that support dilation (segmentation).
         pretrained_path: local torchvision-format ``.pth`` file; loaded before BN freezing so
-            frozen statistics are the pretrained ones.
+            frozen statistics are the pretrained ones. GoogLeNet then defaults to
+            ``transform_input=True``, as torchvision's pretrained GoogLeNet does.
         frozen_stages: freeze the first N stages in ``stage_specs`` order (AlexNet starts at
             ``c2``, the others at ``c1``).
         freeze_bn: replace BatchNorm2d by FrozenBatchNorm2d.
@@ -75,6 +76,10 @@ def build_backbone(
     """
     if name not in BACKBONES:
         raise KeyError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
+    if pretrained_path and name == "googlenet":
+        # torchvision's ImageNet GoogLeNet expects inputs rescaled to [-1, 1] (its builder sets
+        # transform_input=True whenever it loads weights); without it the input is at twice the scale
+        options.setdefault("transform_input", True)
     backbone = BACKBONES[name](
         num_classes=num_classes, width=width, output_stride=output_stride, **options
     )

@@ -192,6 +192,10 @@ class DataConfig:
         keep_empty: keep images without objects as negatives.
         keep_difficult: VOC ``difficult`` objects become ignore regions (else dropped).
         ignore_index: label value of unlabelled pixels in ``masks`` data.
+        mask_values: ``masks`` data whose files do not follow the default rule (0 background,
+            ``k + 1`` class ``k``, ``ignore_index`` unlabelled): ``{stored value: meaning}``
+            with a class name, ``background`` or ``ignore`` as meaning, listing every value
+            the files hold; e.g. ``{0: background, 255: cell}`` for 0/255 binary masks.
         image_size: side of the (square) synthetic images in pixels.
         num_train / num_val: synthetic images in each split (different seeds).
         max_objects: most shapes per synthetic image (1 makes it a classification set).
@@ -210,6 +214,7 @@ class DataConfig:
     keep_empty: bool = True
     keep_difficult: bool = True
     ignore_index: int = 255
+    mask_values: dict[str, str] | None = None
     image_size: int = 64
     num_train: int = 512
     num_val: int = 128
@@ -225,6 +230,13 @@ class DataConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0 <= self.max_bad_fraction <= 1:
             raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
+        if self.mask_values is not None:
+            bad = [k for k in self.mask_values if not k.isdigit()]
+            if bad:
+                raise ValueError(f"mask_values keys must be stored pixel values (integers), got {bad}")
+            if self.ignore_index != 255:
+                raise ValueError("mask_values lists every stored value (mark unlabelled ones 'ignore'); "
+                                 "leave ignore_index at its default")
 
 
 @dataclass
@@ -235,10 +247,18 @@ class TrainConfig:
         epochs: passes over the training set.
         optimizer: ``sgd`` (momentum) or ``adamw``.
         lr / momentum / weight_decay: optimiser settings (no decay on norm layers and biases).
+        nesterov: Nesterov momentum (``sgd``; YOLOv5/v8 use it).
         schedule: after warm-up: ``cosine`` (to 1% of lr), ``step`` (x ``gamma`` at each of
             ``milestones`` epochs), ``poly`` (``(1 - t) ** power``, segmentation) or ``constant``.
-        warmup_iters: linear warm-up iterations (from 0.1% of lr).
-        accumulate: optimiser step every N batches (effective batch = batch_size x N x GPUs).
+        warmup_iters: linear warm-up over this many optimiser steps (from 0.1% of lr).
+        accumulate: optimiser step every N batches (effective batch = batch_size x N x GPUs); a
+            last, shorter window of an epoch is stepped too, its gradient averaged over its size.
+        nominal_batch_size: the YOLOv5/v8 convention (Ultralytics ``nbs``): gradients are *sums*
+            over the images of an optimiser step instead of means (the loss is multiplied by the
+            effective batch), weight decay is multiplied by effective batch / nominal batch, and
+            ``accumulate`` is derived as ``round(nominal / (batch_size x GPUs))``. With SGD this
+            is the recipe whose ``lr: 0.01`` and ``weight_decay: 5e-4`` the YOLO configs cite;
+            ``None`` = mean losses (torchvision, Detectron2). Set it or ``accumulate``, not both.
         lr_scaling: ``linear`` multiplies lr by effective batch / ``base_batch_size``; the lr
             actually used is printed at start.
         clip_grad_norm: clip the global gradient norm to this value; ``None`` = no clipping.
@@ -251,8 +271,13 @@ class TrainConfig:
             on CPU; ``bf16`` / ``fp16`` force one on GPUs; ``off`` = always fp32.
         max_nonfinite_steps: under mixed precision, non-finite steps are skipped and counted;
             after this many the run switches to fp32 (logged) instead of producing a NaN model.
-        on_nonfinite: what a non-finite loss does in fp32: ``error`` stops (naming iteration and
-            loss terms; the last good checkpoint is kept), ``skip`` skips the step and counts it.
+        on_nonfinite: what a non-finite loss or gradient does in fp32: ``error`` stops (naming
+            epoch, iteration and loss terms; the last good checkpoint is kept), ``skip`` skips
+            the step and counts it (and stops after ``max_nonfinite_steps`` in a row).
+        divergence_factor: stop (keeping the last good checkpoint) when the training loss,
+            smoothed over about 10 iterations, exceeds this multiple of the run's first loss: a
+            diverging run often stays finite (normalisation layers hide it) while its weights
+            explode. ``None`` = only non-finite losses stop a run.
         deterministic: seeded, deterministic algorithms only (slower; for debugging and tests).
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1`` ...
         seed: seeds Python, NumPy and torch; every epoch reseeds with ``seed + epoch``, so a
@@ -264,6 +289,7 @@ class TrainConfig:
     optimizer: Literal["sgd", "adamw"] = "adamw"
     lr: float = 1e-3
     momentum: float = 0.9
+    nesterov: bool = False
     weight_decay: float = 1e-4
     schedule: Literal["cosine", "step", "poly", "constant"] = "cosine"
     milestones: tuple[int, ...] = ()
@@ -271,6 +297,7 @@ class TrainConfig:
     power: float = 0.9
     warmup_iters: int = 0
     accumulate: int = 1
+    nominal_batch_size: int | None = None
     lr_scaling: Literal["none", "linear"] = "none"
     base_batch_size: int = 16
     clip_grad_norm: float | None = None
@@ -279,6 +306,7 @@ class TrainConfig:
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     max_nonfinite_steps: int = 3
     on_nonfinite: Literal["error", "skip"] = "error"
+    divergence_factor: float | None = 100.0
     deterministic: bool = False
     device: str = "auto"
     seed: int = 0
@@ -292,6 +320,13 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {self.accumulate}")
+        if self.nominal_batch_size is not None:
+            if self.nominal_batch_size < 1:
+                raise ValueError(f"nominal_batch_size must be >= 1, got {self.nominal_batch_size}")
+            if self.accumulate != 1:
+                raise ValueError("set train.accumulate or train.nominal_batch_size (which derives it), not both")
+        if self.divergence_factor is not None and self.divergence_factor <= 1:
+            raise ValueError(f"divergence_factor must be > 1, got {self.divergence_factor}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.ema_warmup < 0:

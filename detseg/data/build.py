@@ -16,7 +16,7 @@ from .mask_folder import MaskFolderDataset
 from .sample import SafeDataset
 from .sampler import EpochSampler
 from .synthetic import ShapesConfig, ShapesDetection
-from .transforms import MosaicDataset, build_transforms
+from .transforms import AugmentedDataset, build_transforms
 from .voc import VOC_CLASSES, VOCDataset
 from .yolo import YOLODataset
 
@@ -52,7 +52,8 @@ def _yolo(cfg: DataConfig, split: SplitConfig, task: str, with_masks: bool):
 def _masks(cfg: DataConfig, split: SplitConfig, task: str, with_masks: bool):
     if not cfg.class_names:
         raise ValueError("data.class_names is required for data.format=masks (one name per label value >= 1)")
-    return MaskFolderDataset(split.images, split.masks, class_names=cfg.class_names, ignore_index=cfg.ignore_index)
+    return MaskFolderDataset(split.images, split.masks, class_names=cfg.class_names, ignore_index=cfg.ignore_index,
+                             mask_values=cfg.mask_values)
 
 
 READERS = {
@@ -63,11 +64,14 @@ READERS = {
 }
 
 
-def build_datasets(cfg: DataConfig, task: str, *, with_masks: bool = False):
+def build_datasets(cfg: DataConfig, task: str, *, with_masks: bool = False, seed: int | None = None, rank: int = 0):
     """``(train, val)`` datasets for ``task`` (``classification``, ``detection``, ``segmentation``).
 
     Detection/segmentation datasets get the configured augmentation (train) or the deterministic
-    resize (val); ``augment.mosaic_prob > 0`` wraps the training set in :class:`MosaicDataset`.
+    resize (val). The training set is an :class:`AugmentedDataset` (mosaics when
+    ``augment.mosaic_prob > 0``) when ``seed`` is given or mosaics are on: with ``seed``, the
+    augmentation of image ``i`` in epoch ``e`` on DDP rank ``rank`` is a pure function of
+    ``(seed, rank, e, i)`` (reproducible, resumable, different on every rank).
 
     Raises:
         ValueError: a format that cannot serve the task, or a split missing a required path
@@ -92,8 +96,8 @@ def build_datasets(cfg: DataConfig, task: str, *, with_masks: bool = False):
         train, val = splits
     train.transform = build_transforms(cfg.augment, train=True)
     val.transform = build_transforms(cfg.augment, train=False)
-    if cfg.augment.mosaic_prob > 0:
-        train = MosaicDataset(train, cfg.augment, transform=train.transform)
+    if seed is not None or cfg.augment.mosaic_prob > 0:
+        train = AugmentedDataset(train, cfg.augment, transform=train.transform, seed=seed, rank=rank)
     return train, val
 
 

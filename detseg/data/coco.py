@@ -27,11 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from .sample import IGNORE_INDEX, DatasetError, DetectionDataset, Sample, check_class_names, read_image
+from .sample import (
+    IGNORE_INDEX, DatasetError, DetectionDataset, ImageReadError, Sample, check_class_names, image_size,
+    read_image,
+)
 
 logger = logging.getLogger(__name__)
 
-_MAX_LISTED = 5  # problems quoted in one error message; the rest are only counted
+_MAX_LISTED = 5  # annotation ids quoted in the warning about dropped annotations
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class _ImageRecord:
     labels: np.ndarray  # [N] int64
     iscrowd: np.ndarray  # [N] bool
     ann_ids: tuple  # N COCO annotation ids (for error messages)
+    areas: np.ndarray  # [N] float32 the json's ``area`` (box area where absent): COCO's size ranges
     segmentations: tuple  # N raw json segmentations (polygons cleaned), () without masks
 
 
@@ -79,13 +83,6 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _raise_problems(ann_file: Path, what: str, problems: list[str]) -> None:
-    if problems:
-        listed = "; ".join(problems[:_MAX_LISTED])
-        more = f"; and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
-        raise DatasetError(f"{ann_file}: {len(problems)} invalid {what}: {listed}{more}")
 
 
 def _clean_segmentation(segm: Any, height: int | None, width: int | None) -> tuple[Any, int, str | None]:
@@ -136,14 +133,21 @@ class CocoDataset(DetectionDataset):
     which one is in front) and where a crowd region covers no non-crowd instance. Non-crowd
     instances win over crowd regions: an individually annotated object inside a crowd is labelled.
 
-    Checked at build time (:class:`~detseg.data.sample.DatasetError` naming ``ann_file`` and the
-    annotation or image id): malformed JSON (with line and column), missing top-level keys,
-    duplicate image or category ids, annotations with an unknown ``category_id`` or
-    ``image_id``, malformed ``bbox`` or ``segmentation``, and image files missing from
-    ``image_dir`` (one error listing how many and the first few). Annotations with zero or
-    negative width or height are dropped, counted in ``counts["degenerate_annotations"]`` and
-    reported in one warning. Checked in ``load``: the decoded image size must equal the json's
-    ``height``/``width`` (``DatasetError``); a corrupt image raises
+    A file that cannot be read at all (missing, malformed JSON with line and column, missing
+    top-level keys, no image folder) raises :class:`~detseg.data.sample.DatasetError` at once.
+    Everything else is checked in one pass at build time and recorded in ``self.problems``
+    (kinds of :data:`~detseg.data.sample.PROBLEM_KINDS`, each naming ``ann_file`` and the
+    annotation or image id, or the image file): invalid or duplicate image and category entries,
+    annotations with an unknown ``category_id`` or ``image_id``, malformed ``bbox`` or
+    ``segmentation``, missing image files, and (``check_image_sizes``) image headers whose size
+    differs from the json's. The bad entry is left out; a strict dataset then raises one error
+    listing them. Reported but not fatal: annotations with zero or negative width or height
+    (dropped, also counted in ``counts["degenerate_annotations"]`` and logged once), polygon
+    parts with fewer than 3 points, and annotation ids used twice or equal to 0 (training does
+    not use them; COCO evaluation of the file does, see
+    :func:`detseg.evaluation.coco.check_annotation_ids`). Checked in ``load``: the decoded image
+    size must equal the json's ``height``/``width`` (``DatasetError``, ``kind="size_mismatch"``,
+    the same rule as the header check); a corrupt image raises
     :class:`~detseg.data.sample.ImageReadError` (wrap in ``SafeDataset`` to skip it).
 
     Args:
@@ -154,6 +158,11 @@ class CocoDataset(DetectionDataset):
         keep_empty: keep images without non-crowd annotations (as negatives); ``False`` drops
             them (useful for training detectors that cannot learn from crowd-only images).
         transform: callable ``Sample -> Sample`` applied after box sanitising.
+        strict: raise at the end of the build if a fatal problem was found; ``False`` keeps
+            them in ``self.problems`` and the usable images in the dataset (the checker's mode).
+        check_image_sizes: read every image header (not the pixels) at build time and compare
+            its size with the json's; off by default since training decodes, and so checks,
+            each image anyway.
 
     Attributes:
         class_names: ``K`` category names in label order.
@@ -180,8 +189,10 @@ class CocoDataset(DetectionDataset):
         with_semantic: bool = False,
         keep_empty: bool = True,
         transform=None,
+        strict: bool = True,
+        check_image_sizes: bool = False,
     ) -> None:
-        super().__init__(transform)
+        super().__init__(transform, strict=strict)
         self.ann_file = Path(ann_file)
         self.image_dir = Path(image_dir)
         self.with_masks = with_masks
@@ -194,69 +205,83 @@ class CocoDataset(DetectionDataset):
                 f"{self.ann_file}: {self.num_classes} categories do not fit a uint8 semantic map "
                 f"(at most {IGNORE_INDEX - 1}); use with_semantic=False"
             )
-        images = self._parse_images(data["images"])
-        self._records = self._parse_annotations(data["annotations"], images)
-        self._check_files_exist()
+        images, left_out = self._parse_images(data["images"])
+        self._records = self._parse_annotations(data["annotations"], images, left_out)
+        self._records = self._check_files(self._records, check_image_sizes)
         self.image_ids = [r.image_id for r in self._records]
+        self.problems.raise_if_fatal(self.ann_file)
 
     # ----------------------------------------------------------------------------- build time
 
+    def _problem(self, kind: str, text: str, count: int = 1) -> None:
+        self.problems.add(kind, f"{self.ann_file}: {text}", count)
+
     def _parse_categories(self, categories: list) -> None:
-        problems, by_id = [], {}
+        by_id = {}
         for i, cat in enumerate(categories):
             if not isinstance(cat, dict) or not _is_int(cat.get("id")) or "name" not in cat:
-                problems.append(f"category #{i} needs an integer 'id' and a 'name': {cat!r}"[:200])
+                self._problem("invalid_categories", f"category #{i} needs an integer 'id' and a 'name': {cat!r}"[:300])
             elif cat["id"] in by_id:
-                problems.append(f"category id {cat['id']} appears twice")
+                self._problem("invalid_categories", f"category id {cat['id']} appears twice (the second is left out)")
             else:
                 by_id[cat["id"]] = cat
-        _raise_problems(self.ann_file, "categories", problems)
         cats = [by_id[k] for k in sorted(by_id)]
         self.class_names = check_class_names([c["name"] for c in cats], str(self.ann_file))
         self.category_ids: list[int] = [c["id"] for c in cats]
         self.supercategories: tuple[str, ...] = tuple(str(c.get("supercategory", "")) for c in cats)
         self._label_of = {cid: label for label, cid in enumerate(self.category_ids)}
 
-    def _parse_images(self, images: list) -> dict[int, dict]:
-        problems, by_id = [], {}
+    def _parse_images(self, images: list) -> tuple[dict[int, dict], set]:
+        """Valid image entries by id, and the ids of entries left out (their annotations go too)."""
+        by_id, left_out = {}, set()
         for i, img in enumerate(images):
             if not isinstance(img, dict) or not _is_int(img.get("id")):
-                problems.append(f"image #{i} has no integer 'id': {img!r}"[:200])
-            elif not isinstance(img.get("file_name"), str) or not img["file_name"]:
-                problems.append(f"image {img['id']} has no 'file_name'")
-            elif img["id"] in by_id:
-                problems.append(f"image id {img['id']} appears twice")
+                self._problem("invalid_images", f"image #{i} has no integer 'id': {img!r}"[:300])
+                continue
+            if img["id"] in by_id:
+                self._problem("duplicate_images", f"image id {img['id']} appears twice "
+                              f"({by_id[img['id']].get('file_name')!r}, {img.get('file_name')!r}); the second "
+                              "entry is left out")
+                continue
+            if not isinstance(img.get("file_name"), str) or not img["file_name"]:
+                self._problem("invalid_images", f"image {img['id']} has no 'file_name'")
             elif ("height" in img or "width" in img) and not (
                 _is_int(img.get("height")) and _is_int(img.get("width"))
                 and img["height"] > 0 and img["width"] > 0
             ):
-                problems.append(
-                    f"image {img['id']} has invalid height/width {img.get('height')!r}/{img.get('width')!r}"
-                )
+                self._problem("invalid_images", f"image {img['id']} has invalid height/width "
+                              f"{img.get('height')!r}/{img.get('width')!r}")
             else:
                 by_id[img["id"]] = img
-        _raise_problems(self.ann_file, "images", problems)
-        return by_id
+                continue
+            left_out.add(img["id"])
+        self.problems.skipped_images += len(left_out)
+        return by_id, left_out
 
-    def _parse_annotations(self, annotations: list, images: dict[int, dict]) -> list[_ImageRecord]:
+    def _parse_annotations(self, annotations: list, images: dict[int, dict], left_out: set) -> list[_ImageRecord]:
         need_segm = self.with_masks or self.with_semantic
         per_image: dict[int, list] = {image_id: [] for image_id in images}
-        problems, degenerate = [], []
+        degenerate, ids = [], {}
         invalid_polygons = 0
         for i, ann in enumerate(annotations):
             if not isinstance(ann, dict):
-                problems.append(f"annotation #{i} is not an object")
+                self._problem("invalid_annotations", f"annotation #{i} is not an object")
                 continue
             name = f"annotation {ann['id']}" if "id" in ann else f"annotation #{i} (no id)"
+            if "id" in ann:
+                ids.setdefault(ann["id"], []).append(ann.get("image_id"))
             cat, image_id, bbox = ann.get("category_id"), ann.get("image_id"), ann.get("bbox")
+            if image_id in left_out:
+                continue  # its image entry was reported
             if cat not in self._label_of:
-                problems.append(f"{name}: unknown category_id {cat!r}")
+                self._problem("unknown_classes", f"{name}: unknown category_id {cat!r} (not in 'categories')")
             elif image_id not in per_image:
-                problems.append(f"{name}: image_id {image_id!r} is not in 'images'")
+                self._problem("unknown_image_ids", f"{name}: image_id {image_id!r} is not in 'images'")
             elif not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-                problems.append(f"{name}: bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}")
+                self._problem("invalid_boxes", f"{name}: bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}")
             elif bbox[2] <= 0 or bbox[3] <= 0:
                 degenerate.append(ann.get("id", f"#{i}"))
+                self._problem("degenerate_annotations", f"{name}: bbox {bbox} has zero or negative width/height")
             else:
                 segm = None
                 if need_segm:
@@ -264,13 +289,18 @@ class CocoDataset(DetectionDataset):
                     segm, dropped, problem = _clean_segmentation(
                         ann.get("segmentation"), img.get("height"), img.get("width")
                     )
-                    invalid_polygons += dropped
+                    if dropped:
+                        invalid_polygons += dropped
+                        self._problem("invalid_polygons", f"{name}: {dropped} polygon(s) with fewer than 3 "
+                                      "points left out", dropped)
                     if problem:
-                        problems.append(f"{name}: {problem}")
+                        self._problem("invalid_segmentations", f"{name}: {problem}")
                         continue
+                area = ann.get("area")
                 per_image[image_id].append((ann.get("id", -1), bbox, self._label_of[cat],
-                                            bool(ann.get("iscrowd", 0)), segm))
-        _raise_problems(self.ann_file, "annotations", problems)
+                                            bool(ann.get("iscrowd", 0)), segm,
+                                            float(area) if _is_number(area) else bbox[2] * bbox[3]))
+        self._check_annotation_ids(ids)
 
         self.counts["degenerate_annotations"] = len(degenerate)
         self.counts["invalid_polygons"] = invalid_polygons
@@ -304,20 +334,56 @@ class CocoDataset(DetectionDataset):
                 labels=np.array([a[2] for a in anns], np.int64),
                 iscrowd=iscrowd,
                 ann_ids=tuple(a[0] for a in anns),
+                areas=np.array([a[5] for a in anns], np.float32),
                 segmentations=tuple(a[4] for a in anns) if need_segm else (),
             ))
         self.counts["empty_images"] = empty
         return records
 
-    def _check_files_exist(self) -> None:
+    def _check_annotation_ids(self, ids: dict) -> None:
+        """Ids used twice and id 0: harmless for training, but COCO evaluation goes wrong on them
+        (see :func:`detseg.evaluation.coco.check_annotation_ids`), so the file is reported."""
+        for ann_id, image_ids in ids.items():
+            if len(image_ids) > 1:
+                self._problem("duplicate_annotation_ids",
+                              f"annotation id {ann_id!r} is used by {len(image_ids)} annotations "
+                              f"(of images {sorted(set(map(str, image_ids)))}); renumber them, e.g. with "
+                              "tools/convert.py --from coco ... --to coco")
+        if 0 in ids:
+            self._problem("annotation_id_zero", "annotation id 0: pycocotools takes a detection matched "
+                          "to it for a false positive (so COCO evaluation refuses the file); number "
+                          "annotations from 1")
+
+    def _size_problem(self, r: _ImageRecord, h: int, w: int) -> str | None:
+        """The size rule, shared by the header check at build time and the decoded check in ``load``."""
+        if r.height is None or (h, w) == (r.height, r.width):
+            return None
+        return (f"{r.path}: image is {h}x{w} (HxW) but {self.ann_file} says {r.height}x{r.width} "
+                f"for image {r.image_id}")
+
+    def _check_files(self, records: list[_ImageRecord], check_image_sizes: bool) -> list[_ImageRecord]:
+        """Records whose image file exists (and, with ``check_image_sizes``, whose header size
+        matches the json); the others are reported and left out."""
         if not self.image_dir.is_dir():
             raise DatasetError(f"{self.ann_file}: image folder not found: {self.image_dir}")
-        missing = [r.path for r in self._records if not os.path.isfile(r.path)]
-        if missing:
-            raise DatasetError(
-                f"{self.ann_file}: {len(missing)} of {len(self._records)} image files are missing "
-                f"from {self.image_dir}, e.g. {', '.join(str(p) for p in missing[:_MAX_LISTED])}"
-            )
+        kept = []
+        for r in records:
+            if not os.path.isfile(r.path):
+                self.problems.add("missing_images", f"{r.path}: image file not found (image {r.image_id} "
+                                  f"of {self.ann_file})")
+                continue
+            if check_image_sizes:
+                try:
+                    problem = self._size_problem(r, *image_size(r.path))
+                except ImageReadError as exc:
+                    self.problems.add("unreadable_images", str(exc))
+                    continue
+                if problem:
+                    self.problems.add("size_mismatch", problem)
+                    continue
+            kept.append(r)
+        self.problems.skipped_images += len(records) - len(kept)
+        return kept
 
     # ----------------------------------------------------------------------------- queries
 
@@ -358,16 +424,15 @@ class CocoDataset(DetectionDataset):
 
         Raises:
             ImageReadError: the image file is corrupt or vanished since the build.
-            DatasetError: the decoded image size differs from the json ``height``/``width``.
+            DatasetError: the decoded image size differs from the json ``height``/``width``
+                (``kind="size_mismatch"``), or an RLE's size does (``"invalid_segmentations"``).
         """
         r = self._records[index]
         image = read_image(r.path)
         h, w = image.shape[:2]
-        if r.height is not None and (h, w) != (r.height, r.width):
-            raise DatasetError(
-                f"{r.path}: decoded image is {h}x{w} (HxW) but {self.ann_file} says "
-                f"{r.height}x{r.width} for image {r.image_id}"
-            )
+        problem = self._size_problem(r, h, w)
+        if problem:
+            raise DatasetError(problem, kind="size_mismatch")
         masks = semantic = None
         if self.with_masks or self.with_semantic:
             masks = self._decode_masks(r, h, w)
@@ -378,8 +443,12 @@ class CocoDataset(DetectionDataset):
         return Sample(
             image=image, boxes=r.boxes.copy(), labels=r.labels.copy(), iscrowd=r.iscrowd.copy(),
             masks=masks, semantic=semantic, image_id=r.image_id, file_name=str(r.path),
-            orig_size=(h, w),
+            orig_size=(h, w), areas=r.areas.copy(),
         )
+
+    def instance_names(self, index: int) -> list[str]:
+        """``"annotation <id>"`` for each instance of ``load(index)``."""
+        return [f"annotation {i}" for i in self._records[index].ann_ids]
 
     def _decode_masks(self, r: _ImageRecord, h: int, w: int) -> np.ndarray:
         from pycocotools import mask as mask_utils
@@ -398,7 +467,7 @@ class CocoDataset(DetectionDataset):
             if list(rle["size"]) != [h, w]:
                 raise DatasetError(
                     f"{self.ann_file}: annotation {ann_id}: RLE size {list(rle['size'])} differs "
-                    f"from the decoded image {r.path} ({h}x{w})"
+                    f"from the decoded image {r.path} ({h}x{w})", kind="invalid_segmentations"
                 )
         # decode gives [H, W, N] in Fortran order; copy once into C-contiguous [N, H, W].
         return np.ascontiguousarray(mask_utils.decode(rles).transpose(2, 0, 1), dtype=bool)

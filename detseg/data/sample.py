@@ -14,9 +14,15 @@ Conventions (everywhere inside detseg; converted at the edges only):
 * ``image_id``: the dataset's id of the image (COCO ``id``; the index elsewhere).
 * ``orig_size``: ``(H, W)`` of the image file, before any transform.
 
-Bad input: a missing file or malformed annotation raises :class:`DatasetError` naming the file
-(and line) when the dataset is *built*; a corrupt image file is only found when it is decoded,
-so :class:`ImageReadError` is raised then and :class:`SafeDataset` turns it into a logged skip.
+Bad input: every reader records what is wrong with its files in a :class:`ProblemLog` while it
+is built (one pass, every problem, each naming the file and the line, object or annotation id)
+and leaves the bad item out. In the default ``strict`` mode (training) the reader then raises one
+:class:`DatasetError` summarising the fatal problems; with ``strict=False`` (the dataset checker)
+it keeps the log in ``dataset.problems`` and the usable rest of the data. Problem kinds, their
+descriptions and which of them are fatal are listed once, in :data:`PROBLEM_KINDS`. A corrupt
+image file is only found when it is decoded, so :class:`ImageReadError` is raised then and
+:class:`SafeDataset` turns it into a logged skip; per-image problems found at load time raise a
+:class:`DatasetError` whose ``kind`` is one of :data:`PROBLEM_KINDS`.
 """
 
 from __future__ import annotations
@@ -34,12 +40,126 @@ logger = logging.getLogger(__name__)
 IGNORE_INDEX = 255
 
 
+#: problem kind -> (description that reads after a count, fatal?). Fatal problems make a strict
+#: reader raise and ``tools/check_dataset.py`` exit with 1; the others are reported only.
+PROBLEM_KINDS: dict[str, tuple[str, bool]] = {
+    # files
+    "missing_images": ("image files missing", True),
+    "unreadable_images": ("unreadable images or masks (corrupt, empty or not an image)", True),
+    "duplicate_images": ("images listed twice", True),
+    "size_mismatch": ("images whose size differs from the annotation's height/width", True),
+    "missing_annotation_files": ("annotation files missing", True),
+    "malformed_files": ("annotation files that cannot be parsed", True),
+    # annotations
+    "invalid_images": ("invalid image entries (id, file_name, height/width)", True),
+    "invalid_categories": ("invalid category entries", True),
+    "unknown_classes": ("objects of an unknown class (category id, class name or class index)", True),
+    "unknown_image_ids": ("annotations of an image id not in 'images'", True),
+    "invalid_annotations": ("malformed annotations", True),
+    "invalid_boxes": ("malformed boxes (missing, not numbers, or max < min)", True),
+    "invalid_segmentations": ("malformed polygons or RLE masks", True),
+    "malformed_lines": ("label lines with a wrong column count or a non-number", True),
+    "coords_outside": ("label lines with coordinates outside [0, 1]", True),
+    # mask folders
+    "missing_masks": ("images without a mask", True),
+    "mask_size_mismatch": ("masks whose size differs from their image", True),
+    "mask_format": ("masks of the wrong kind (colour vs index map)", True),
+    "mask_values": ("masks with values that are neither a class, background nor ignore", True),
+    "no_class_pixels": ("mask folders without a single pixel of any class", True),
+    # found when images are decoded (tools/check_dataset.py)
+    "load_errors": ("other errors found when loading an image", True),
+    "labels_out_of_range": ("labels outside [0, num_classes)", True),
+    "non_finite_boxes": ("boxes with NaN/inf coordinates", True),
+    # reported only
+    "duplicate_annotation_ids": ("duplicate annotation ids (COCO evaluation refuses the file)", False),
+    "annotation_id_zero": ("annotations with id 0 (COCO evaluation refuses the file)", False),
+    "degenerate_annotations": ("annotations with zero or negative width/height (left out)", False),
+    "invalid_polygons": ("polygons with fewer than 3 points (left out)", False),
+    "unpaired_masks": ("masks without an image (not used)", False),
+    "degenerate_boxes": ("degenerate boxes (zero or negative width/height)", False),
+    "boxes_partly_outside": ("boxes partly outside the image (will be clipped)", False),
+    "boxes_fully_outside": ("boxes fully outside the image (will be dropped)", False),
+}
+
+_KEPT_EXAMPLES = 1000  # texts a ProblemLog keeps per kind; counts are always exact
+_SUMMARY_EXAMPLES = 5  # examples quoted in a strict reader's error
+
+
 class DatasetError(ValueError):
-    """A dataset cannot be used as given; the message names the file (and line or annotation)."""
+    """A dataset cannot be used as given; the message names the file (and line or annotation).
+
+    Args:
+        message: the one-line reason.
+        kind: a key of :data:`PROBLEM_KINDS` for a per-image problem found at load time (the
+            checker counts it under that kind).
+    """
+
+    def __init__(self, message: str, kind: str = "load_errors") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class ImageReadError(OSError):
     """An image file is missing, truncated or not an image."""
+
+
+class ProblemLog:
+    """What a reader found wrong while building a dataset, counted by kind with examples.
+
+    Readers call :meth:`add` for every problem and leave the bad item (image, annotation, line,
+    object) out, then :meth:`raise_if_fatal` once at the end of the build: a strict log raises one
+    :class:`DatasetError` listing the fatal problems, a non-strict one (the checker's) lets the
+    build finish with the usable rest. Training and checking so run the same code and agree on
+    what is wrong.
+
+    Attributes:
+        strict: raise at :meth:`raise_if_fatal` when a fatal problem was added.
+        counts: kind -> number of problems (exact).
+        examples: kind -> one-line texts naming the file (the first 1000).
+        num_examples: kind -> texts added (kept or not).
+        skipped_images: images the reader left out because of a problem.
+    """
+
+    def __init__(self, strict: bool = True) -> None:
+        self.strict = strict
+        self.counts: dict[str, int] = {}
+        self.examples: dict[str, list[str]] = {}
+        self.num_examples: dict[str, int] = {}
+        self.skipped_images = 0
+
+    def add(self, kind: str, text: str, count: int = 1) -> None:
+        """Record ``count`` problems of ``kind`` (a key of :data:`PROBLEM_KINDS`) with one example.
+
+        ``count`` other than 1 lets one text stand for several problems (e.g. one example per
+        bad mask value, counted in masks).
+        """
+        if kind not in PROBLEM_KINDS:
+            raise KeyError(f"unknown problem kind {kind!r}")
+        self.counts[kind] = self.counts.get(kind, 0) + count
+        self.num_examples[kind] = self.num_examples.get(kind, 0) + 1
+        texts = self.examples.setdefault(kind, [])
+        if len(texts) < _KEPT_EXAMPLES:
+            texts.append(text)
+
+    @property
+    def fatal(self) -> dict[str, int]:
+        """Kinds of fatal problems that occurred -> counts, in :data:`PROBLEM_KINDS` order."""
+        return {k: self.counts[k] for k, (_, fatal) in PROBLEM_KINDS.items() if fatal and self.counts.get(k)}
+
+    def summary(self, source: str | Path) -> str:
+        """One line: ``source``, how many fatal problems of each kind, the first few examples."""
+        fatal = self.fatal
+        head = ", ".join(f"{n} {PROBLEM_KINDS[k][0]}" for k, n in fatal.items())
+        texts = [t for k in fatal for t in self.examples[k]]
+        shown = texts[:_SUMMARY_EXAMPLES]
+        more = sum(self.num_examples[k] for k in fatal) - len(shown)
+        tail = f" (and {more} more: tools/check_dataset.py lists them all)" if more > 0 else ""
+        return f"{source}: {head}; e.g. {'; '.join(shown)}{tail}"
+
+    def raise_if_fatal(self, source: str | Path) -> None:
+        """In strict mode, raise one :class:`DatasetError` (:meth:`summary`) if anything fatal was added."""
+        if self.strict and self.fatal:
+            raise DatasetError(self.summary(source))
 
 
 @dataclass
@@ -55,6 +175,7 @@ class Sample:
     image_id: int = 0
     file_name: str = ""
     orig_size: tuple[int, int] = (0, 0)
+    areas: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
@@ -62,6 +183,8 @@ class Sample:
         if self.iscrowd is None:
             self.iscrowd = np.zeros(len(self.labels), bool)
         self.iscrowd = np.asarray(self.iscrowd, bool).reshape(-1)
+        if self.areas is not None:
+            self.areas = np.asarray(self.areas, np.float32).reshape(-1)
         if self.orig_size == (0, 0):
             self.orig_size = tuple(self.image.shape[:2])
 
@@ -72,6 +195,14 @@ class Sample:
     def replace(self, **changes) -> "Sample":
         """A copy with some fields replaced (what transforms return)."""
         return replace(self, **changes)
+
+    def select(self, keep: np.ndarray) -> "Sample":
+        """The instances ``keep`` (bool mask or indices), every per-instance field kept paired."""
+        return replace(
+            self, boxes=self.boxes[keep], labels=self.labels[keep], iscrowd=self.iscrowd[keep],
+            masks=None if self.masks is None else self.masks[keep],
+            areas=None if self.areas is None else self.areas[keep],
+        )
 
     def validate(self, num_classes: int | None = None) -> None:
         """Check shapes, dtypes and ranges; raise :class:`DatasetError` naming ``file_name``."""
@@ -113,6 +244,32 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(H, W)`` of an image file from its header, without decoding the pixels.
+
+    Uses Pillow when it is installed (it reads only the header); otherwise decodes with cv2.
+    Sizes are those of the stored pixel layout (EXIF orientation ignored, as :func:`read_image`).
+
+    Raises:
+        ImageReadError: the file is missing or its header is not an image's; names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"image file not found: {path}")
+    try:
+        from PIL import Image
+    except ImportError:
+        return read_image(path).shape[:2]
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:  # Pillow's guard against huge images; cv2 has none
+        return read_image(path).shape[:2]
+    except (OSError, ValueError) as exc:
+        raise ImageReadError(f"cannot read the image header (corrupt or not an image): {path} ({exc})") from None
+    return int(height), int(width)
+
+
 def sanitize_boxes(sample: Sample, counts: dict[str, int] | None = None, min_size: float = 1e-3) -> Sample:
     """Clip boxes to the image and drop zero-area ones (with their masks), counting both.
 
@@ -134,10 +291,7 @@ def sanitize_boxes(sample: Sample, counts: dict[str, int] | None = None, min_siz
         counts["dropped_boxes"] = counts.get("dropped_boxes", 0) + int((~keep).sum())
     if keep.all() and not clipped:
         return sample
-    return sample.replace(
-        boxes=boxes[keep], labels=sample.labels[keep], iscrowd=sample.iscrowd[keep],
-        masks=None if sample.masks is None else sample.masks[keep],
-    )
+    return sample.replace(boxes=boxes).select(keep)
 
 
 class SafeDataset:
@@ -195,19 +349,25 @@ def check_class_names(names: Sequence[str], source: str) -> tuple[str, ...]:
 class DetectionDataset:
     """Base of every dataset reader: ``load(index) -> Sample``, then box sanitising, then transform.
 
-    Subclasses index their files and parse annotations in ``__init__`` (so bad annotations fail
-    when the dataset is built, naming the file) and set ``class_names``; ``load`` decodes one
-    image. ``counts`` accumulates ``clipped_boxes`` / ``dropped_boxes`` for the dataset report.
+    Subclasses index their files and parse annotations in ``__init__``, recording every problem
+    in ``problems`` (a :class:`ProblemLog`) and leaving bad items out, then call
+    ``self.problems.raise_if_fatal(source)``: strict datasets fail when built, naming the files;
+    non-strict ones keep the usable rest for the checker. They set ``class_names``; ``load``
+    decodes one image. ``counts`` accumulates ``clipped_boxes`` / ``dropped_boxes`` for the
+    dataset report.
 
     Args:
         transform: callable ``Sample -> Sample`` (augmentation, resizing), applied last.
+        strict: raise at the end of the build when a fatal problem was found (training);
+            ``False`` keeps the problems in ``self.problems`` (``tools/check_dataset.py``).
     """
 
     class_names: tuple[str, ...] = ()
 
-    def __init__(self, transform=None) -> None:
+    def __init__(self, transform=None, *, strict: bool = True) -> None:
         self.transform = transform
         self.counts: dict[str, int] = {}
+        self.problems = ProblemLog(strict)
 
     @property
     def num_classes(self) -> int:
@@ -219,6 +379,15 @@ class DetectionDataset:
     def load(self, index: int) -> Sample:
         """The untransformed sample ``index`` (boxes may still be outside the image)."""
         raise NotImplementedError
+
+    def notes(self) -> list[str]:
+        """Lines the dataset report prints about what the reader found (e.g. mask values)."""
+        return []
+
+    def instance_names(self, index: int) -> list[str]:
+        """How the annotation files name the instances of ``load(index)``, in order (e.g.
+        ``"annotation 12"``, ``"object 3"``, ``"line 5"``), for problem reports; ``[]`` if unnamed."""
+        return []
 
     def __getitem__(self, index: int) -> Sample:
         if not -len(self) <= index < len(self):

@@ -7,7 +7,7 @@ Everything here takes a ``Sample`` and returns a ``Sample`` in the internal form
 * boxes, labels, ``iscrowd`` and masks stay paired: an instance is kept or dropped as a whole;
 * boxes lie inside the image and have positive width and height;
 * ``orig_size``, ``image_id`` and ``file_name`` are unchanged (mosaics excepted, see
-  :class:`MosaicDataset`).
+  :class:`AugmentedDataset`).
 
 Training (:func:`build_transforms` with ``train=True``) is an albumentations pipeline::
 
@@ -55,6 +55,8 @@ from .sample import IGNORE_INDEX, Sample, sanitize_boxes
 
 # Boxes narrower/shorter than this (pixels) are degenerate after any transform.
 _EPS_SIZE = 1e-3
+# A box leaving the canvas by at most this many pixels was not cut by a crop (see _cut_boxes).
+_CUT_TOLERANCE = 2.0
 # cv2.resize handles at most 512 channels at once; masks are resized in chunks of this many.
 _CV_MAX_CHANNELS = 512
 
@@ -220,11 +222,14 @@ def _mask_boxes(masks: np.ndarray) -> np.ndarray:
     return boxes
 
 
-def _finalize(sample: Sample, min_size: float, tighten_to_masks: bool) -> Sample:
+def _finalize(sample: Sample, min_size: float, cut: np.ndarray | None = None) -> Sample:
     """Clip boxes to the image, then drop degenerate boxes and empty masks, all paired.
 
-    With ``tighten_to_masks``, each box is intersected with the box of its mask: a crop that
-    cuts a box may leave a corner with no object pixels, and the mask says where the object is.
+    ``cut``: ``[N]`` bool, the boxes a crop cut. Each is intersected with the box of its mask,
+    because a cut may leave a corner with no object pixels and the mask says where the object
+    is. Other boxes keep their annotated geometry: the box of a rasterised mask is up to a pixel
+    smaller per side, which costs small objects a large share of their area (Detectron2 likewise
+    recomputes boxes from masks only when cropping).
     """
     if not sample.num_instances:
         return sample
@@ -235,16 +240,30 @@ def _finalize(sample: Sample, min_size: float, tighten_to_masks: bool) -> Sample
     keep = np.ones(len(boxes), bool)
     if sample.masks is not None:
         keep &= sample.masks.reshape(len(boxes), -1).any(axis=1)
-        if tighten_to_masks:
-            mask_boxes = _mask_boxes(sample.masks)
-            boxes[:, :2] = np.maximum(boxes[:, :2], mask_boxes[:, :2])
-            boxes[:, 2:] = np.minimum(boxes[:, 2:], mask_boxes[:, 2:])
+        if cut is not None and cut.any():
+            mask_boxes = _mask_boxes(sample.masks[cut])
+            boxes[cut, :2] = np.maximum(boxes[cut, :2], mask_boxes[:, :2])
+            boxes[cut, 2:] = np.minimum(boxes[cut, 2:], mask_boxes[:, 2:])
     min_size = max(min_size, _EPS_SIZE)
     keep &= (boxes[:, 2] - boxes[:, 0] >= min_size) & (boxes[:, 3] - boxes[:, 1] >= min_size)
-    return sample.replace(
-        boxes=boxes[keep], labels=sample.labels[keep], iscrowd=sample.iscrowd[keep],
-        masks=None if sample.masks is None else sample.masks[keep],
-    )
+    return sample.replace(boxes=boxes).select(keep)
+
+
+def _cut_boxes(corners: np.ndarray, ids: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Which boxes a crop cut: the unclipped extent of their transformed corners leaves the canvas.
+
+    Args:
+        corners: ``[2 N, 2]`` the ``(x1, y1)`` and ``(x2, y2)`` corners of the N input boxes, as
+            transformed keypoints (never clipped or dropped).
+        ids: indices of the boxes that survived the transform.
+
+    Keypoints flip as ``x -> W - 1 - x`` where boxes flip as ``x -> W - x``, and resized
+    images have whole-pixel sizes, so up to :data:`_CUT_TOLERANCE` pixels outside is no cut.
+    """
+    h, w = size_hw
+    pairs = corners.reshape(-1, 2, 2)[ids]                 # [M, corner, xy]
+    lo, hi = pairs.min(axis=1), pairs.max(axis=1)           # [M, 2] unclipped extent
+    return (lo < -_CUT_TOLERANCE).any(axis=1) | (hi > np.array([w, h]) + _CUT_TOLERANCE).any(axis=1)
 
 
 def _paste(
@@ -294,14 +313,14 @@ def _eval_resize(sample: Sample, cfg: AugmentConfig) -> Sample:
     sx, sy, px, py = eval_resize_params((h, w), cfg)
     resized = _resize(sample, _scaled_size(h, w, sy, sx), (sx, sy))
     if cfg.resize != "letterbox":
-        return _finalize(resized, _EPS_SIZE, tighten_to_masks=False)
+        return _finalize(resized, _EPS_SIZE)
     size = cfg.image_size
     canvas = np.full((size, size, 3), cfg.pad_value, np.uint8)
     semantic = None if sample.semantic is None else np.full((size, size), IGNORE_INDEX, np.uint8)
     placed = _paste(canvas, semantic, resized, (int(px), int(py)), (0, 0, size, size))
     # _paste clips boxes to the pasted image; restore the exact affine map for invertibility.
     placed.boxes = letterbox_boxes(sample.boxes, (h, w), cfg).astype(np.float32)
-    return _finalize(placed, _EPS_SIZE, tighten_to_masks=False)
+    return _finalize(placed, _EPS_SIZE)
 
 
 # --------------------------------------------------------------------------- albumentations
@@ -351,12 +370,14 @@ def _train_compose(cfg: AugmentConfig) -> A.Compose:
                                 border_mode=cv2.BORDER_CONSTANT, fill=cfg.pad_value, fill_mask=0))
     bbox_params = A.BboxParams(
         format="pascal_voc",
-        # instance_ids says which masks go with the boxes that survive (masks are not filtered).
-        label_fields=["labels", "iscrowd", "instance_ids"],
+        # instance_ids says which instances (labels, masks ...) go with the boxes that survive
+        label_fields=["instance_ids"],
         min_visibility=cfg.min_visibility, min_width=cfg.min_box_size, min_height=cfg.min_box_size,
         clip=True, filter_invalid_bboxes=True,
     )
-    return A.Compose(ops, bbox_params=bbox_params, mask_interpolation=cv2.INTER_NEAREST_EXACT)
+    keypoint_params = A.KeypointParams(format="xy", remove_invisible=False)
+    return A.Compose(ops, bbox_params=bbox_params, keypoint_params=keypoint_params,
+                     mask_interpolation=cv2.INTER_NEAREST_EXACT)
 
 
 class DetectionTransform:
@@ -370,7 +391,7 @@ class DetectionTransform:
     from ``torch.initial_seed()``, which the DataLoader makes distinct per worker and per epoch
     and derives from ``torch.manual_seed``; forked workers would otherwise all copy one state and
     augment identically. ``__call__(sample, seed=...)`` reseeds for that one call
-    (:class:`MosaicDataset` uses it for per-index determinism).
+    (:class:`AugmentedDataset` uses it for per-index determinism).
 
     Semantic maps: albumentations pads every mask target with one ``fill_mask``, while instance
     masks must be padded with 0 and semantic maps with 255 (ignore). The semantic map therefore
@@ -405,9 +426,8 @@ class DetectionTransform:
         data: dict[str, Any] = {
             "image": sample.image,
             "bboxes": sample.boxes.reshape(-1, 4),
-            "labels": sample.labels,
-            "iscrowd": sample.iscrowd.astype(np.int64),
             "instance_ids": np.arange(n, dtype=np.int64),
+            "keypoints": sample.boxes.reshape(-1, 2, 2).reshape(-1, 2),  # corners: which boxes a crop cuts
         }
         if sample.masks is not None and n:
             data["masks"] = sample.masks.astype(np.uint8)
@@ -419,15 +439,16 @@ class DetectionTransform:
         masks = None
         if sample.masks is not None:
             masks = out["masks"][ids].astype(bool) if n else np.zeros((0,) + image.shape[:2], bool)
-        result = sample.replace(
+        result = sample.select(ids).replace(
             image=image,
             boxes=np.asarray(out["bboxes"], np.float32).reshape(-1, 4),
-            labels=np.asarray(out["labels"], np.int64).reshape(-1),
-            iscrowd=np.asarray(out["iscrowd"]).astype(bool).reshape(-1),
             masks=masks,
             semantic=None if sample.semantic is None else (IGNORE_INDEX - out["mask"]).astype(np.uint8),
         )
-        return _finalize(result, self.cfg.min_box_size, tighten_to_masks=True)
+        cut = None
+        if masks is not None:
+            cut = _cut_boxes(np.asarray(out["keypoints"], np.float32), ids, image.shape[:2])
+        return _finalize(result, self.cfg.min_box_size, cut)
 
 
 def build_transforms(cfg: AugmentConfig, train: bool) -> DetectionTransform:
@@ -454,7 +475,8 @@ def mosaic(samples: Sequence[Sample], cfg: AugmentConfig, rng: np.random.Generat
     they have in single-image training), the mosaic centre ``(cx, cy)`` is drawn uniformly in
     ``[S/4, 3S/4]``, and the samples are placed top-left, top-right, bottom-left, bottom-right
     with a corner at the centre; the parts outside their quadrant are cut. Boxes are clipped
-    to their quadrant, and an instance is dropped (with its mask) when it keeps less than
+    to their quadrant (and, with masks, a cut box shrinks to its mask's extent), and an
+    instance is dropped (with its mask) when it keeps less than
     ``cfg.min_visibility`` of its box area or nothing of its mask. Masks and semantic maps are
     kept only when every sample has them; uncovered canvas is ``pad_value`` / 255 (ignore).
 
@@ -493,8 +515,9 @@ def mosaic(samples: Sequence[Sample], cfg: AugmentConfig, rng: np.random.Generat
         placed = _paste(canvas, semantic, sample, offset, region)
         kept_area = (placed.boxes[:, 2] - placed.boxes[:, 0]) * (placed.boxes[:, 3] - placed.boxes[:, 1])
         keep = kept_area >= cfg.min_visibility * area
+        cut = kept_area < area - 1e-3
         parts.append((placed.boxes[keep], placed.labels[keep], placed.iscrowd[keep],
-                      None if placed.masks is None else placed.masks[keep]))
+                      None if placed.masks is None else placed.masks[keep], cut[keep]))
     first = samples[0] if samples[0] is not None else (present[0] if present else None)
     result = Sample(
         image=canvas,
@@ -508,14 +531,14 @@ def mosaic(samples: Sequence[Sample], cfg: AugmentConfig, rng: np.random.Generat
         file_name=first.file_name if first is not None else "",
         orig_size=(size, size),
     )
-    return _finalize(result, _EPS_SIZE, tighten_to_masks=False)
+    return _finalize(result, _EPS_SIZE, np.concatenate([p[4] for p in parts]) if parts else None)
 
 
-class MosaicDataset(Dataset):
-    """Wrap a dataset to build 4-image mosaics with probability ``cfg.mosaic_prob``, then transform.
+class AugmentedDataset(Dataset):
+    """The training view of a dataset: optional 4-image mosaics, then the augmenting transform.
 
-    Item ``i`` is, with probability ``mosaic_prob``, the :func:`mosaic` of sample ``i`` and three
-    samples drawn uniformly from the dataset, otherwise sample ``i`` alone; ``transform``
+    Item ``i`` is, with probability ``cfg.mosaic_prob``, the :func:`mosaic` of sample ``i`` and
+    three samples drawn uniformly from the dataset, otherwise sample ``i`` alone; ``transform``
     (normally ``build_transforms(cfg, train=True)``) is applied to the result.
 
     Raw samples come from ``dataset.load(i)`` followed by
@@ -526,14 +549,16 @@ class MosaicDataset(Dataset):
     (``class_names``, ``num_classes``) are forwarded to ``dataset``.
 
     Randomness:
-        * ``seed=None`` (default): the choices come from a generator seeded, once per process,
-          from ``torch.initial_seed()`` (distinct per DataLoader worker and epoch, reproducible
-          under ``torch.manual_seed``); the transform seeds itself the same way.
-        * ``seed=int``: item ``i`` in epoch ``e`` is a pure function of ``(seed, e, i)``: both
-          the mosaic choices and the transform's randomness come from
-          ``np.random.default_rng([seed, e, i])``, whatever the worker layout. Call
-          :meth:`set_epoch` at the start of each epoch, or every epoch repeats the same
-          augmentation.
+        * ``seed=int`` (what training uses): item ``i`` in epoch ``e`` on DDP rank ``r`` is a
+          pure function of ``(seed, r, e, i)``: the mosaic choices and the transform's
+          randomness come from ``np.random.default_rng([seed, r, e, i])``, whatever the worker
+          layout and wherever a run was interrupted and resumed, and two ranks never draw the
+          same augmentation (Detectron2 and Ultralytics seed their workers per rank for the same
+          reason). Call :meth:`set_epoch` at the start of each epoch, or every epoch repeats
+          the same augmentation.
+        * ``seed=None``: the choices come from a generator seeded, once per process, from
+          ``torch.initial_seed()`` (distinct per DataLoader worker and epoch); the transform
+          seeds itself the same way.
 
     :meth:`set_epoch` and :meth:`set_mosaic` write to a small shared-memory tensor, so
     DataLoader workers, persistent ones included, see them at once.
@@ -543,21 +568,23 @@ class MosaicDataset(Dataset):
         cfg: ``mosaic_prob`` and the :func:`mosaic` settings.
         transform: callable ``Sample -> Sample`` applied last, or ``None``.
         seed: see *Randomness*.
+        rank: the DDP rank (part of the seed).
 
     Example:
         >>> from detseg.data.synthetic import ShapesConfig, ShapesDataset
         >>> cfg = AugmentConfig(image_size=64, mosaic_prob=1.0)
-        >>> ds = MosaicDataset(ShapesDataset(ShapesConfig(num_images=4, image_size=(48, 48),
-        ...                    min_size=8, max_size=16)), cfg, build_transforms(cfg, True), seed=0)
+        >>> ds = AugmentedDataset(ShapesDataset(ShapesConfig(num_images=4, image_size=(48, 48),
+        ...                       min_size=8, max_size=16)), cfg, build_transforms(cfg, True), seed=0)
         >>> ds[0].image.shape
         (64, 64, 3)
     """
 
-    def __init__(self, dataset, cfg: AugmentConfig, transform=None, *, seed: int | None = None) -> None:
+    def __init__(self, dataset, cfg: AugmentConfig, transform=None, *, seed: int | None = None, rank: int = 0) -> None:
         self.dataset = dataset
         self.cfg = cfg
         self.transform = transform
         self.seed = seed
+        self.rank = rank
         self._state = torch.tensor([0, 1], dtype=torch.int64).share_memory_()  # epoch, mosaic on
         self._rng: np.random.Generator | None = None
         self._rng_pid: int | None = None
@@ -590,7 +617,7 @@ class MosaicDataset(Dataset):
 
     def _generator(self, index: int) -> np.random.Generator:
         if self.seed is not None:
-            return np.random.default_rng([self.seed, self.epoch, index])
+            return np.random.default_rng([self.seed, self.rank, self.epoch, index])
         if self._rng is None or self._rng_pid != os.getpid():
             self._rng = np.random.default_rng(torch.initial_seed())
             self._rng_pid = os.getpid()
@@ -598,14 +625,14 @@ class MosaicDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample | None:
         if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for MosaicDataset of length {len(self)}")
+            raise IndexError(f"index {index} out of range for AugmentedDataset of length {len(self)}")
         index %= len(self)
         rng = self._generator(index)
         primary = self._raw(index)
         if primary is None:
             return None
         sample = primary
-        if rng.random() < self.cfg.mosaic_prob and bool(self._state[1]):
+        if self.cfg.mosaic_prob > 0 and rng.random() < self.cfg.mosaic_prob and bool(self._state[1]):
             others = rng.integers(0, len(self), size=3)
             sample = mosaic([primary] + [self._raw(int(i)) for i in others], self.cfg, rng)
         if self.transform is None:

@@ -18,13 +18,14 @@ has exactly one such notion, the ``iscrowd`` "ignore region" of :class:`~detseg.
 (not a positive in training, matched-but-not-counted in evaluation), so difficult objects are
 exposed as ``iscrowd=True`` when ``keep_difficult`` is set and dropped otherwise.
 
-The helpers ``_save_image``, ``_iter_samples``, ``_missing_error`` and ``IMAGE_EXTENSIONS`` are
-shared with :mod:`detseg.data.yolo` and :mod:`detseg.data.mask_folder`.
+The helpers ``_save_image``, ``_iter_samples`` and ``IMAGE_EXTENSIONS`` are shared with
+:mod:`detseg.data.yolo` and :mod:`detseg.data.mask_folder`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -46,15 +47,6 @@ VOC_CLASSES: tuple[str, ...] = (
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
 """File suffixes (lower case) treated as images when a folder is listed."""
-
-_MAX_LISTED = 5  # how many missing files an error message names
-
-
-def _missing_error(source: str | Path, what: str, paths: Sequence[str | Path]) -> DatasetError:
-    """One error for all missing files of a kind: how many, and the first few."""
-    first = ", ".join(str(p) for p in paths[:_MAX_LISTED])
-    more = f" (and {len(paths) - _MAX_LISTED} more)" if len(paths) > _MAX_LISTED else ""
-    return DatasetError(f"{source}: {len(paths)} {what} missing: {first}{more}")
 
 
 def _iter_samples(dataset) -> Iterator[Sample]:
@@ -82,19 +74,27 @@ def _save_image(sample: Sample, stem: Path) -> Path:
     return dest
 
 
+class _ObjectProblem(DatasetError):
+    """A bad ``<object>`` of a VOC XML file: recorded under ``kind`` and the object left out."""
+
+
 def _text(node: ET.Element, tag: str, where: str) -> str:
     child = node.find(tag)
     if child is None or child.text is None or not child.text.strip():
-        raise DatasetError(f"{where}: missing <{tag}>")
+        kind = "invalid_boxes" if tag in ("xmin", "ymin", "xmax", "ymax") else "invalid_annotations"
+        raise _ObjectProblem(f"{where}: missing <{tag}>", kind=kind)
     return child.text.strip()
 
 
 def _number(node: ET.Element, tag: str, where: str) -> float:
     text = _text(node, tag, where)
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise DatasetError(f"{where}: <{tag}> is not a number: {text!r}") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise _ObjectProblem(f"{where}: <{tag}> is not a finite number: {text!r}", kind="invalid_boxes")
+    return value
 
 
 class VOCDataset(DetectionDataset):
@@ -120,12 +120,18 @@ class VOCDataset(DetectionDataset):
             False drops them.
         keep_empty: keep images without (kept) objects as negatives; False leaves them out.
         transform: callable ``Sample -> Sample`` applied after box sanitising.
+        strict: raise at the end of the build if a fatal problem was found; ``False`` keeps
+            them in ``self.problems`` and the usable images in the dataset (the checker's mode).
+
+    Problems (recorded in ``self.problems`` naming the file, line or object; the image or
+    object is left out): ids listed twice in the split file, missing XML or image files,
+    malformed XML (file, line and column), unknown class names (file, object, name and the
+    known classes), missing or non-numeric box fields, boxes with ``xmax < xmin`` or
+    ``ymax < ymin``, a ``<difficult>`` other than 0/1.
 
     Raises:
-        DatasetError: missing split file, XML or image files (how many and the first few),
-            malformed XML (file and line), unknown class names (file, name and the known
-            classes), missing or non-numeric box fields, boxes with ``xmax < xmin`` or
-            ``ymax < ymin``.
+        DatasetError: a missing split file (listing the split files that exist); with
+            ``strict``, one error summarising the problems above.
 
     Example:
         >>> ds = VOCDataset("VOCdevkit/VOC2012", "val")  # doctest: +SKIP
@@ -142,104 +148,133 @@ class VOCDataset(DetectionDataset):
         keep_difficult: bool = True,
         keep_empty: bool = True,
         transform=None,
+        strict: bool = True,
     ) -> None:
-        super().__init__(transform)
+        super().__init__(transform, strict=strict)
         self.root = Path(root)
         self.split = split
         self.class_names = check_class_names(class_names, f"VOC dataset {self.root}")
         self.keep_difficult = keep_difficult
         self._label_of = {name: k for k, name in enumerate(self.class_names)}
 
-        ids = self._read_split()
-        xml_paths = [self.root / "Annotations" / f"{i}.xml" for i in ids]
-        missing = [p for p in xml_paths if not p.is_file()]
-        if missing:
-            raise _missing_error(self._split_file, "annotation XML files", missing)
-
         self.ids: list[str] = []
         self.image_paths: list[Path] = []
         self._targets: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        missing_images = []
-        for image_id, xml_path in zip(ids, xml_paths):
-            image_path, boxes, labels, difficult = self._parse(xml_path, image_id)
-            if not image_path.is_file():
-                missing_images.append(image_path)
+        self._objects: list[np.ndarray] = []  # per image: the kept objects' indices in the XML
+        for image_id in self._read_split():
+            xml_path = self.root / "Annotations" / f"{image_id}.xml"
+            if not xml_path.is_file():
+                self.problems.add("missing_annotation_files", f"{xml_path}: annotation XML file not found "
+                                  f"(image id {image_id!r} of {self._split_file})")
+                parsed = None
+            else:
+                parsed = self._parse(xml_path, image_id)
+                if parsed is not None and not parsed[0].is_file():
+                    self.problems.add("missing_images", f"{parsed[0]}: image file not found (named by {xml_path})")
+                    parsed = None
+            if parsed is None:
+                self.problems.skipped_images += 1
                 continue
+            image_path, boxes, labels, difficult, objects = parsed
             if not keep_difficult:
-                boxes, labels, difficult = boxes[~difficult], labels[~difficult], difficult[~difficult]
+                boxes, labels, objects, difficult = (boxes[~difficult], labels[~difficult],
+                                                     objects[~difficult], difficult[~difficult])
             if not keep_empty and not len(labels):
                 continue
             self.ids.append(image_id)
             self.image_paths.append(image_path)
             self._targets.append((boxes, labels, difficult))
-        if missing_images:
-            raise _missing_error(self._split_file, "image files", missing_images)
+            self._objects.append(objects)
+        self.problems.raise_if_fatal(self._split_file)
 
     @property
     def _split_file(self) -> Path:
         return self.root / "ImageSets" / "Main" / f"{self.split}.txt"
 
     def _read_split(self) -> list[str]:
+        """Image ids of the split file (a missing file raises; ids listed twice are reported)."""
         path = self._split_file
         if not path.is_file():
             folder = path.parent
             found = sorted(p.stem for p in folder.glob("*.txt")) if folder.is_dir() else []
             hint = f"; split files there: {found[:10]}" if found else f"; {folder} has no split files"
             raise DatasetError(f"VOC split file not found: {path}{hint}")
-        ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
-        if len(set(ids)) != len(ids):
-            dupes = sorted({i for i in ids if ids.count(i) > 1})
-            raise DatasetError(f"{path}: duplicate image ids {dupes[:_MAX_LISTED]}")
+        ids, seen = [], set()
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            image_id = line.split()[0]
+            if image_id in seen:
+                self.problems.add("duplicate_images", f"{path}:{lineno}: image id {image_id!r} listed again "
+                                  "(left out)")
+                continue
+            seen.add(image_id)
+            ids.append(image_id)
         return ids
 
     def _parse(self, xml_path: Path, image_id: str):
-        """Read one XML file: image path, boxes (internal convention), labels, difficult flags."""
+        """One XML file -> image path, boxes (internal convention), labels, difficult flags and the
+        objects' indices in the file; ``None`` (problem recorded) when the file cannot be parsed.
+        A bad object is recorded and left out."""
         try:
             root = ET.parse(xml_path).getroot()
         except ET.ParseError as exc:
             line, column = exc.position
-            raise DatasetError(f"{xml_path}:{line}:{column}: malformed XML ({exc})") from None
+            self.problems.add("malformed_files", f"{xml_path}:{line}:{column}: malformed XML ({exc})")
+            return None
         if root.tag != "annotation":
-            raise DatasetError(f"{xml_path}: root element is <{root.tag}>, expected <annotation>")
+            self.problems.add("malformed_files", f"{xml_path}: root element is <{root.tag}>, expected <annotation>")
+            return None
         filename = root.findtext("filename", "").strip()
         candidates = [self.root / "JPEGImages" / filename] if filename else []
         candidates.append(self.root / "JPEGImages" / f"{image_id}.jpg")
         image_path = next((p for p in candidates if p.is_file()), candidates[0])
 
-        boxes, labels, difficult = [], [], []
+        boxes, labels, difficult, objects = [], [], [], []
         for k, obj in enumerate(root.findall("object")):
-            where = f"{xml_path}: object {k}"
-            name = _text(obj, "name", where)
-            if name not in self._label_of:
-                raise DatasetError(
-                    f"{xml_path}: object {k} has unknown class name {name!r}; "
-                    f"known classes: {list(self.class_names)}"
-                )
-            where = f"{xml_path}: object {k} ({name})"
-            box = obj.find("bndbox")
-            if box is None:
-                raise DatasetError(f"{where}: missing <bndbox>")
-            xmin, ymin, xmax, ymax = (_number(box, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
-            if xmax < xmin or ymax < ymin:
-                raise DatasetError(
-                    f"{where}: degenerate box xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g} "
-                    "(max < min; x and y swapped?)"
-                )
-            flag = obj.findtext("difficult", "0").strip() or "0"
-            if flag not in ("0", "1"):
-                raise DatasetError(f"{where}: <difficult> must be 0 or 1, got {flag!r}")
-            boxes.append((xmin - 1, ymin - 1, xmax, ymax))
-            labels.append(self._label_of[name])
-            difficult.append(flag == "1")
+            try:
+                box, label, flag = self._parse_object(obj, f"{xml_path}: object {k}")
+            except _ObjectProblem as exc:
+                self.problems.add(exc.kind, str(exc))
+                continue
+            boxes.append(box)
+            labels.append(label)
+            difficult.append(flag)
+            objects.append(k)
         return (
             image_path,
             np.asarray(boxes, np.float32).reshape(-1, 4),
             np.asarray(labels, np.int64),
             np.asarray(difficult, bool),
+            np.asarray(objects, np.int64),
         )
+
+    def _parse_object(self, obj: ET.Element, where: str) -> tuple[tuple, int, bool]:
+        """One ``<object>`` -> (box xyxy, label, difficult); raises :class:`_ObjectProblem`."""
+        name = _text(obj, "name", where)
+        if name not in self._label_of:
+            raise _ObjectProblem(f"{where} has unknown class name {name!r}; known classes: "
+                                 f"{list(self.class_names)}", kind="unknown_classes")
+        where = f"{where} ({name})"
+        box = obj.find("bndbox")
+        if box is None:
+            raise _ObjectProblem(f"{where}: missing <bndbox>", kind="invalid_boxes")
+        xmin, ymin, xmax, ymax = (_number(box, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
+        if xmax < xmin or ymax < ymin:
+            raise _ObjectProblem(f"{where}: degenerate box xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} "
+                                 f"ymax={ymax:g} (max < min; x and y swapped?)", kind="invalid_boxes")
+        flag = obj.findtext("difficult", "0").strip() or "0"
+        if flag not in ("0", "1"):
+            raise _ObjectProblem(f"{where}: <difficult> must be 0 or 1, got {flag!r}", kind="invalid_annotations")
+        return (xmin - 1, ymin - 1, xmax, ymax), self._label_of[name], flag == "1"
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def instance_names(self, index: int) -> list[str]:
+        """``"<xml file>: object <k>"`` (k counts the XML's ``<object>`` elements from 0)."""
+        xml = self.root / "Annotations" / f"{self.ids[index]}.xml"
+        return [f"{xml.name} object {k}" for k in self._objects[index].tolist()]
 
     def load(self, index: int) -> Sample:
         boxes, labels, difficult = self._targets[index]

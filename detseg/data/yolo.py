@@ -35,8 +35,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .sample import DatasetError, DetectionDataset, Sample, check_class_names, read_image, sanitize_boxes
-from .voc import IMAGE_EXTENSIONS, _iter_samples, _missing_error, _save_image
+from .sample import (
+    DatasetError, DetectionDataset, ProblemLog, Sample, check_class_names, read_image, sanitize_boxes,
+)
+from .voc import IMAGE_EXTENSIONS, _iter_samples, _save_image
 
 logger = logging.getLogger(__name__)
 
@@ -91,48 +93,51 @@ def _class_names(data: dict, source: Path) -> tuple[str, ...]:
     return result
 
 
-def _parse_labels(path: Path, num_classes: int):
-    """One label file -> ``(classes [N], boxes [N, 4] normalised xyxy, polygons or None)``.
+def _parse_labels(path: Path, num_classes: int, problems: ProblemLog):
+    """One label file -> ``(classes [N], boxes [N, 4] normalised xyxy, polygons or None, line
+    numbers [N])``; ``None`` when the file is not text.
 
     ``polygons`` is a list of ``[P, 2]`` normalised arrays, one per object (``None`` for box
-    lines), or ``None`` when the file has no polygon line.
+    lines), or ``None`` when the file has no polygon line. A malformed line is recorded in
+    ``problems`` (naming ``file:line``) and left out.
     """
     try:
         text = path.read_text()
     except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path}: not a text file ({exc})") from None
-    classes, boxes, polygons = [], [], []
+        problems.add("malformed_files", f"{path}: not a text file ({exc})")
+        return None
+    classes, boxes, polygons, lines = [], [], [], []
     for lineno, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
         where = f"{path}:{lineno}"
         if len(parts) != 5 and (len(parts) < 7 or len(parts) % 2 == 0):
-            raise DatasetError(
-                f"{where}: expected 5 columns 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 x3 y3 ...' "
-                f"(an odd count >= 7), got {len(parts)}: {line.strip()!r}"
-            )
+            problems.add("malformed_lines",
+                         f"{where}: expected 5 columns 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 x3 "
+                         f"y3 ...' (an odd count >= 7), got {len(parts)}: {line.strip()!r}")
+            continue
         values = []
         for token in parts:
             try:
                 value = float(token)
             except ValueError:
                 value = math.nan
-            if not math.isfinite(value):
-                raise DatasetError(f"{where}: not a finite number: {token!r} in {line.strip()!r}")
             values.append(value)
+        bad = [t for t, v in zip(parts, values) if not math.isfinite(v)]
+        if bad:
+            problems.add("malformed_lines", f"{where}: not a finite number: {bad[0]!r} in {line.strip()!r}")
+            continue
         cls = values[0]
         if cls != int(cls) or not 0 <= cls < num_classes:
-            raise DatasetError(
-                f"{where}: class id {parts[0]} is not an integer in [0, {num_classes}) "
-                f"(the yaml names {num_classes} classes)"
-            )
+            problems.add("unknown_classes", f"{where}: class id {parts[0]} is not an integer in "
+                         f"[0, {num_classes}) (the yaml names {num_classes} classes)")
+            continue
         coords = np.asarray(values[1:], np.float64)
         if coords.min() < -COORD_TOLERANCE or coords.max() > 1 + COORD_TOLERANCE:
-            raise DatasetError(
-                f"{where}: coordinates must be normalised to [0, 1] (pixels divided by the image "
-                f"size), got {line.strip()!r}"
-            )
+            problems.add("coords_outside", f"{where}: coordinates must be normalised to [0, 1] (pixels "
+                         f"divided by the image size), got {line.strip()!r}")
+            continue
         if len(parts) == 5:
             cx, cy, w, h = coords
             boxes.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
@@ -142,11 +147,13 @@ def _parse_labels(path: Path, num_classes: int):
             boxes.append((*points.min(0), *points.max(0)))
             polygons.append(points)
         classes.append(int(cls))
+        lines.append(lineno)
     has_polygons = any(p is not None for p in polygons)
     return (
         np.asarray(classes, np.int64),
         np.asarray(boxes, np.float64).reshape(-1, 4),
         polygons if has_polygons else None,
+        np.asarray(lines, np.int64),
     )
 
 
@@ -185,12 +192,17 @@ class YOLODataset(DetectionDataset):
             relative to the root.
         keep_empty: keep images without objects (no or empty label file) as negatives.
         transform: callable ``Sample -> Sample`` applied after box sanitising.
+        strict: raise at the end of the build if a fatal problem was found; ``False`` keeps
+            them in ``self.problems`` and the usable rest in the dataset (the checker's mode).
+
+    Problems (recorded in ``self.problems``, the line or image left out): listed images that
+    do not exist, label files that are not text, and malformed label lines: wrong column
+    count, a non-number, coordinates outside ``[0, 1]`` by more than :data:`COORD_TOLERANCE`,
+    class id out of range (each naming ``file:line``).
 
     Raises:
-        DatasetError: unreadable yaml, bad ``names``, a missing split key or folder, listed
-            images that do not exist (how many and the first few), and any malformed label
-            line: wrong column count, a non-number, coordinates outside ``[0, 1]`` by more than
-            :data:`COORD_TOLERANCE`, class id out of range (each naming ``file:line``).
+        DatasetError: unreadable yaml, bad ``names``, a missing split key or folder (the
+            dataset cannot be read at all); with ``strict``, one error summarising the problems.
 
     Example:
         >>> ds = YOLODataset("coco128/coco128.yaml", "train")  # doctest: +SKIP
@@ -205,8 +217,9 @@ class YOLODataset(DetectionDataset):
         *,
         keep_empty: bool = True,
         transform=None,
+        strict: bool = True,
     ) -> None:
-        super().__init__(transform)
+        super().__init__(transform, strict=strict)
         self.data_yaml = Path(data_yaml).absolute()
         data = _load_yaml(self.data_yaml)
         if "kpt_shape" in data:
@@ -218,15 +231,20 @@ class YOLODataset(DetectionDataset):
 
         self.image_paths: list[Path] = []
         self._targets: list[tuple[np.ndarray, np.ndarray, list | None]] = []
+        self._lines: list[np.ndarray] = []  # per image: label file line of each object
         missing_labels = 0
         num_boxes = num_polygons = 0
         for image_path in self._list_images(data, split):
             label_path = image_to_label_path(image_path)
             if label_path.is_file():
-                classes, boxes, polygons = _parse_labels(label_path, self.num_classes)
+                parsed = _parse_labels(label_path, self.num_classes, self.problems)
+                if parsed is None:
+                    self.problems.skipped_images += 1
+                    continue
+                classes, boxes, polygons, lines = parsed
             else:
                 missing_labels += 1
-                classes, boxes, polygons = np.zeros(0, np.int64), np.zeros((0, 4)), None
+                classes, boxes, polygons, lines = np.zeros(0, np.int64), np.zeros((0, 4)), None, np.zeros(0, np.int64)
             if not keep_empty and not len(classes):
                 continue
             polygon_count = 0 if polygons is None else sum(p is not None for p in polygons)
@@ -234,6 +252,7 @@ class YOLODataset(DetectionDataset):
             num_boxes += len(classes) - polygon_count
             self.image_paths.append(image_path)
             self._targets.append((classes, boxes, polygons))
+            self._lines.append(lines)
         self.counts["missing_label_files"] = missing_labels
         if self.image_paths and missing_labels == len(self.image_paths):
             logger.warning(
@@ -246,6 +265,7 @@ class YOLODataset(DetectionDataset):
                 "%s: split %r mixes %d box lines and %d polygon lines; masks are left out",
                 self.data_yaml, split, num_boxes, num_polygons,
             )
+        self.problems.raise_if_fatal(f"{self.data_yaml} (split {split!r})")
 
     def _list_images(self, data: dict, split: str) -> list[Path]:
         entries = data.get(split)
@@ -266,10 +286,11 @@ class YOLODataset(DetectionDataset):
             elif path.is_file() and path.suffix == ".txt":
                 listed = [Path(line.strip()) for line in path.read_text().splitlines() if line.strip()]
                 listed = [p if p.is_absolute() else path.parent / p for p in listed]
-                missing = [p for p in listed if not p.is_file()]
-                if missing:
-                    raise _missing_error(path, "listed image files", missing)
-                images += listed
+                for p in listed:
+                    if not p.is_file():
+                        self.problems.add("missing_images", f"{p}: image file not found (listed in {path})")
+                        self.problems.skipped_images += 1
+                images += [p for p in listed if p.is_file()]
             else:
                 raise DatasetError(
                     f"{self.data_yaml}: {split} entry {entry!r} -> {path} is neither an image folder "
@@ -279,6 +300,11 @@ class YOLODataset(DetectionDataset):
 
     def __len__(self) -> int:
         return len(self.image_paths)
+
+    def instance_names(self, index: int) -> list[str]:
+        """``"<label file>:<line>"`` of each object of ``load(index)``."""
+        name = image_to_label_path(self.image_paths[index]).name
+        return [f"{name}:{n}" for n in self._lines[index].tolist()]
 
     def load(self, index: int) -> Sample:
         classes, boxes, polygons = self._targets[index]

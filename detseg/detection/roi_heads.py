@@ -176,7 +176,7 @@ class RoIHeads(nn.Module):
         num = max(1, len(classes))
         loss_cls = F.cross_entropy(logits, classes, reduction="sum") / num
         pos = (classes > 0).nonzero().squeeze(1)
-        deltas = deltas.view(len(deltas), -1, 4)[pos, classes[pos]]
+        deltas = deltas.view(len(deltas), self.num_classes + 1, 4)[pos, classes[pos]]
         loss_box = F.smooth_l1_loss(deltas, sample.target_deltas[pos].to(deltas.dtype), beta=self.smooth_l1_beta,
                                     reduction="sum") / num
         return {"loss_roi_cls": loss_cls, "loss_roi_box": loss_box}
@@ -196,7 +196,7 @@ class RoIHeads(nn.Module):
         counts = torch.tensor([len(p) for p in proposals], device=device)
         image = torch.arange(n, device=device).repeat_interleave(counts)
         rois = torch.cat(list(proposals)).float()
-        boxes = self.box_coder.decode(deltas.view(len(deltas), -1, 4), rois[:, None, :])  # [R, K+1, 4]
+        boxes = self.box_coder.decode(deltas.view(len(deltas), k + 1, 4), rois[:, None, :])  # [R, K+1, 4]
         sizes = torch.as_tensor(image_sizes, dtype=boxes.dtype, device=device).view(n, 1, 2)
         boxes = clip_boxes(boxes, sizes[image])[:, 1:].reshape(-1, 4)  # drop background
         scores = F.softmax(logits, dim=-1)[:, 1:].reshape(-1)

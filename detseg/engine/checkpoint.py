@@ -9,6 +9,10 @@ from typing import Any
 import torch
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or used; the message names the file (one line)."""
+
+
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     """Write ``state`` to ``path`` via a temporary file and a rename.
 
@@ -21,15 +25,16 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a detseg checkpoint; errors name the file and what is wrong with it."""
+    """Read a detseg checkpoint; errors name the file and what is wrong with it (one line)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch file?): {reason}") from exc
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise ValueError(f"{path} is not a detseg checkpoint (no 'model'/'config' entries)")
+        raise CheckpointError(f"{path} is not a detseg checkpoint (no 'model'/'config' entries)")
     return state
 
 
@@ -42,3 +47,48 @@ def new_run_dir(out_dir: str | os.PathLike, name: str) -> Path:
         path = base.with_name(f"{base.name}-{n}")
     path.mkdir(parents=True)
     return path
+
+
+#: config keys a resumed run can take from new overrides (prefixes): the optimiser's
+#: hyperparameters, the schedule and its length, validation, precision, logging; the rest
+#: (model, data, batch, accumulation, seed) shaped the saved state and is refused
+RESUMABLE_CHANGES = (
+    "train.epochs", "train.lr", "train.schedule", "train.milestones", "train.gamma", "train.power",
+    "train.warmup_iters", "train.momentum", "train.nesterov", "train.weight_decay", "train.lr_scaling",
+    "train.base_batch_size", "train.clip_grad_norm", "train.ema_warmup", "train.amp", "train.max_nonfinite_steps",
+    "train.on_nonfinite", "train.divergence_factor", "train.deterministic", "train.device", "train.out_dir",
+    "train.name", "eval.", "data.num_workers", "data.max_bad_fraction",
+)
+
+
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_leaves(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
+
+
+def check_resume_config(checkpoint: dict[str, Any], cfg) -> list[str]:
+    """The differences between a checkpoint's config and ``cfg`` that a resume will apply.
+
+    Returns:
+        ``"key old -> new"`` for each applied change (to be printed).
+
+    Raises:
+        ConfigError: a change a running run cannot take (e.g. ``model.num_classes``), in one line.
+    """
+    from ..config import ConfigError, to_dict
+
+    if "step" not in checkpoint.get("log", {}):
+        raise CheckpointError("this checkpoint was written by an older detseg and cannot be resumed exactly; "
+                         "start a new run (its weights load with model.weights=...)")
+    old, new = _leaves(checkpoint["config"]), _leaves(to_dict(cfg))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    refused = [k for k in changed if not k.startswith(RESUMABLE_CHANGES)]
+    if refused:
+        detail = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in refused)
+        raise ConfigError(f"--resume cannot change {detail}: the saved run was built with the old value; "
+                          f"start a new run instead")
+    return [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed]

@@ -58,28 +58,38 @@ def to_original_frame(det: Detections, orig_size: tuple[int, int], resize: Augme
         h, w = orig_size
         y0, x0 = int(py), int(px)
         crop = masks[:, y0: y0 + max(1, round(h * sy)), x0: x0 + max(1, round(w * sx))]
-        masks = F.interpolate(crop[:, None].float(), size=(h, w), mode="nearest")[:, 0] > 0.5
+        masks = F.interpolate(crop[:, None].float(), size=(h, w), mode="nearest-exact")[:, 0] > 0.5
     elif masks is not None:
         masks = masks.new_zeros((0, *orig_size))
     return replace(det, boxes=boxes, masks=masks)
 
 
-def process(evaluator, task: str, predictions, targets, *, original_frame: AugmentConfig | None = None) -> None:
+def area_scale(orig_size: tuple[int, int], resize: AugmentConfig) -> float:
+    """What multiplies an area of the eval-resized image to give image-file pixels."""
+    sx, sy, _, _ = eval_resize_params(orig_size, resize)
+    return 1.0 / (sx * sy)
+
+
+def process(evaluator, task: str, predictions, targets, *, resize: AugmentConfig | None = None,
+            original_frame: bool = False) -> None:
     """Feed one batch to the evaluator.
 
     Validation during training scores predictions in the model-input frame (after the eval
-    resize), against the targets in that same frame: IoUs are unchanged by the letterbox map, and
-    no mask has to be resampled. With ``original_frame`` (the eval resize settings), detections
-    are mapped back to the image files instead, for an evaluator holding the dataset's own COCO
-    json: the numbers are then exactly pycocotools' on the original annotations.
+    resize ``resize``), against the targets in that same frame: IoUs are unchanged by the
+    letterbox map, and no mask has to be resampled; areas are scaled back to image-file pixels
+    (or taken from the dataset, e.g. COCO's ``area``), so COCO's small/medium/large ranges mean
+    what they mean in pycocotools. With ``original_frame``, detections are mapped back to the
+    image files instead, for an evaluator holding the dataset's own COCO json: the numbers are
+    then exactly pycocotools' on the original annotations.
     """
     if task == "detection":
         predictions = [replace(d, image_id=t.image_id) for d, t in zip(predictions, targets)]
-        if original_frame is not None:
-            predictions = [to_original_frame(d, t.orig_size, original_frame) for d, t in zip(predictions, targets)]
+        if original_frame:
+            predictions = [to_original_frame(d, t.orig_size, resize) for d, t in zip(predictions, targets)]
             evaluator.process(predictions, targets)
         else:
-            evaluator.process(predictions, [replace(t, orig_size=t.image_size) for t in targets])
+            scales = [area_scale(t.orig_size, resize) if resize is not None else 1.0 for t in targets]
+            evaluator.process(predictions, [replace(t, orig_size=t.image_size) for t in targets], area_scales=scales)
     elif task == "segmentation":
         evaluator.process(predictions, torch.stack([t.semantic for t in targets]))
     else:
@@ -88,11 +98,14 @@ def process(evaluator, task: str, predictions, targets, *, original_frame: Augme
 
 @torch.no_grad()
 def validate(model: nn.Module, loader: Iterable, evaluator, device: torch.device, precision=None,
-             *, quiet: bool = True, original_frame: AugmentConfig | None = None) -> dict[str, float]:
+             *, quiet: bool = True, resize: AugmentConfig | None = None, original_frame: bool = False) -> dict[str, float]:
     """Validation loss terms (``val/<loss>``, and their sum ``val/loss``) and metrics, in eval mode.
 
-    ``original_frame``: see :func:`process`.
+    ``resize`` (the eval resize of the loader, ``data.augment``) and ``original_frame``: see
+    :func:`process`.
     """
+    if original_frame and resize is None:
+        raise ValueError("original_frame needs the eval resize settings (resize=)")
     was_training = model.training
     model.eval()
     evaluator.reset()
@@ -105,7 +118,7 @@ def validate(model: nn.Module, loader: Iterable, evaluator, device: torch.device
             predictions = predict(model, images, targets)
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v.item()
-        process(evaluator, model.task, predictions, targets, original_frame=original_frame)
+        process(evaluator, model.task, predictions, targets, resize=resize, original_frame=original_frame)
         batches += 1
     metrics = {f"val/{k}": v / max(1, batches) for k, v in sums.items()}
     metrics["val/loss"] = sum(metrics.values())

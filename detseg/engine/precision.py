@@ -12,8 +12,12 @@ from torch import Tensor, nn
 logger = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
-    """Raised when a loss is NaN/inf in fp32; the last good checkpoint is left untouched."""
+class TrainingStopped(RuntimeError):
+    """The run cannot go on (its message is one line); the last good checkpoint is left untouched."""
+
+
+class NonFiniteLossError(TrainingStopped):
+    """A NaN/inf loss or gradient in fp32 (or non-finite weights)."""
 
 
 class Precision:
@@ -24,13 +28,17 @@ class Precision:
     * A non-finite loss or gradient under mixed precision skips the step and is counted; after
       ``max_nonfinite`` such steps the run switches itself to fp32 and logs why (instead of
       training on into a NaN model, or asking users to maintain an op allow-list).
-    * In fp32 a non-finite loss raises :class:`NonFiniteLossError` (``on_nonfinite="error"``) or
-      skips the step (``"skip"``).
+    * In fp32 a non-finite loss or gradient raises :class:`NonFiniteLossError`
+      (``on_nonfinite="error"``) or skips the step (``"skip"``), until ``max_nonfinite`` steps
+      were skipped: then it raises too, since a run that keeps producing NaNs has diverged.
+    * A fall-back in the middle of an accumulation window unscales the fp16 gradients summed so
+      far before they are applied.
 
     Args:
         amp: ``auto``, ``bf16``, ``fp16`` or ``off``.
         device: the training device.
-        max_nonfinite: skipped mixed-precision steps tolerated before falling back to fp32.
+        max_nonfinite: skipped steps tolerated before falling back to fp32 (mixed precision) or
+            stopping (fp32 with ``on_nonfinite="skip"``).
         on_nonfinite: fp32 policy, ``error`` or ``skip``.
     """
 
@@ -44,6 +52,8 @@ class Precision:
         self.max_nonfinite = max_nonfinite
         self.on_nonfinite = on_nonfinite
         self.skipped = 0
+        # gradients summed before a fall-back to fp32 are still multiplied by the loss scale
+        self._pending_unscale: float | None = None
 
     @property
     def name(self) -> str:
@@ -58,9 +68,13 @@ class Precision:
     def backward(self, loss: Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
-    def check_loss(self, losses: dict[str, Tensor], where: str) -> bool:
-        """True when the summed loss is finite; otherwise count/skip, fall back or raise."""
-        total = sum(losses.values())
+    def check_loss(self, losses: dict[str, Tensor], where: str, total: Tensor | None = None) -> bool:
+        """True when the summed loss is finite; otherwise count/skip, fall back or raise.
+
+        ``total``: the value to judge, when it is not ``sum(losses)`` (under DDP, the sum over
+        ranks, so that every rank takes the same decision).
+        """
+        total = sum(losses.values()) if total is None else total
         if torch.isfinite(total):
             return True
         terms = {k: round(v.item(), 6) for k, v in losses.items()}
@@ -68,18 +82,24 @@ class Precision:
         return False
 
     def step(self, optimizer: torch.optim.Optimizer, params: list[nn.Parameter], clip: float | None, where: str) -> bool:
-        """Unscale, clip, and step unless the gradients are non-finite; returns whether it stepped."""
+        """Unscale, clip, and step unless the gradients are non-finite; returns whether it stepped.
+
+        The gradient norm is checked in every precision: in fp32 a non-finite gradient follows
+        ``on_nonfinite`` like a non-finite loss.
+        """
         if self.scaler is not None:
             self.scaler.unscale_(optimizer)
+        elif self._pending_unscale is not None:
+            torch._foreach_mul_([p.grad for p in params if p.grad is not None], self._pending_unscale)
+        self._pending_unscale = None
         stepped = True
-        if clip is not None or self.dtype is not None:
-            norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf)
-            if not torch.isfinite(norm):
-                if self.scaler is None:  # the fp16 scaler skips and rescales by itself
-                    self._nonfinite(f"non-finite gradient norm at {where}")
-                    optimizer.zero_grad(set_to_none=True)
-                    return False
-                stepped = False
+        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf)
+        if not torch.isfinite(norm):
+            if self.scaler is None:  # the fp16 scaler skips and rescales by itself
+                optimizer.zero_grad(set_to_none=True)
+                self._nonfinite(f"non-finite gradient norm at {where}")
+                return False
+            stepped = False
         if self.scaler is not None:
             self.scaler.step(optimizer)
             self.scaler.update()
@@ -92,12 +112,17 @@ class Precision:
         if self.dtype is None:
             if self.on_nonfinite == "error":
                 raise NonFiniteLossError(message)
+            if self.skipped >= self.max_nonfinite:
+                raise NonFiniteLossError(f"{self.skipped} non-finite steps skipped (train.max_nonfinite_steps); "
+                                         f"last: {message}")
             logger.warning("%s; step skipped (%d so far)", message, self.skipped)
             return
         logger.warning("%s under %s; step skipped (%d so far)", message, self.name, self.skipped)
         if self.skipped >= self.max_nonfinite:
             print(f"[precision] {self.skipped} non-finite {self.name} steps: switching this run to fp32 "
                   f"(last: {message})", flush=True)
+            if self.scaler is not None:  # the window's gradients so far carry the loss scale
+                self._pending_unscale = 1.0 / self.scaler.get_scale()
             self.dtype, self.scaler, self.skipped = None, None, 0
 
     def state_dict(self) -> dict:

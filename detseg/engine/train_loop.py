@@ -1,17 +1,23 @@
-"""The training loop: one plain function that fits on a screen, plus its small helpers.
+"""The training loop: a few named steps over one small state object.
 
-The loop only needs ``model(images, targets)`` in training mode (the loss dict; called through
-``forward`` so DistributedDataParallel synchronises gradients), ``model.loss`` in eval mode for the
-validation loss and ``model.predict`` for metrics; every task plugs in through those methods.
+:func:`train` builds a :class:`Run` (what stays fixed during a run: model, loaders, optimiser,
+precision) and a :class:`RunState` (what a checkpoint restores: progress, schedule clock, log),
+then runs :func:`train_epoch` (batches -> optimiser steps) and :func:`end_epoch` (validate,
+keep the best, save, log) per epoch. The loop only needs ``model(images, targets)`` in training
+mode (the loss dict; called through ``forward`` so DistributedDataParallel synchronises
+gradients), ``model.loss`` in eval mode for the validation loss and ``model.predict`` for
+metrics; every task plugs in through those methods.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -21,13 +27,21 @@ from tqdm import tqdm
 from ..config import ExperimentConfig, TrainConfig, dump_config, to_dict
 from ..data.build import build_datasets, make_loader
 from ..models import build_model
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import check_resume_config, load_checkpoint, save_checkpoint
 from .curves import plot_curves, write_csv
 from .distributed import all_reduce_mean, barrier, cleanup, init_distributed, is_main_process, local_device
 from .evaluate import build_evaluator, to_device, validate
-from .precision import NonFiniteLossError, Precision
+from .interrupt import StopRequest
+from .precision import NonFiniteLossError, Precision, TrainingStopped
 
-__all__ = ["NonFiniteLossError", "train", "build_optimizer", "lr_factor"]
+__all__ = ["DivergenceError", "NonFiniteLossError", "TrainingStopped", "train", "build_optimizer", "lr_factor"]
+
+#: warm-up never takes more than this share of a run's optimiser steps
+MAX_WARMUP_FRACTION = 0.2
+
+
+class DivergenceError(TrainingStopped):
+    """The smoothed training loss grew past ``train.divergence_factor`` x the run's first loss."""
 
 
 def seed_everything(seed: int) -> None:
@@ -38,32 +52,53 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else is passed to torch.device."""
+    """``auto`` -> CUDA when available, else CPU; ``cuda``/``gpu`` without a GPU is a ValueError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    if name == "gpu":
+        name = "cuda"
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but this machine has no CUDA GPU that torch "
+                         f"{torch.__version__} can use; use cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} asked for, but there are {torch.cuda.device_count()} CUDA GPUs")
+    return device
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: TrainConfig, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """SGD or AdamW; no weight decay on biases and normalisation parameters (1-d tensors)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
-        {"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
         {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
     ]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
-    """Per optimiser step LR multiplier: linear warm-up from 0.001, then the configured schedule."""
+def warmup_steps(cfg: TrainConfig, total_steps: int) -> int:
+    """``cfg.warmup_iters``, capped to :data:`MAX_WARMUP_FRACTION` of the run's steps."""
+    return min(cfg.warmup_iters, int(MAX_WARMUP_FRACTION * total_steps))
+
+
+def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """LR multiplier after ``step`` optimiser steps: linear warm-up from 0.001, then the schedule.
+
+    ``steps_per_epoch`` must count the steps the loop really takes (a last, partial
+    accumulation window steps too), or the schedule ends early.
+    """
     total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = warmup_steps(cfg, total)
 
     def factor(step: int) -> float:
-        if step < cfg.warmup_iters:
-            return 0.001 + (1 - 0.001) * step / cfg.warmup_iters
-        t = min(1.0, (step - cfg.warmup_iters) / max(1, total - cfg.warmup_iters))
+        if step < warmup:
+            return 0.001 + (1 - 0.001) * step / warmup
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
         if cfg.schedule == "cosine":
             return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
         if cfg.schedule == "poly":
@@ -113,160 +148,338 @@ def ema_update(decay: float, warmup: float):
     return update
 
 
-def train(cfg: ExperimentConfig, run_dir: Path, *, quiet: bool = False, resume: str | Path | None = None) -> dict[str, float]:
-    """Train ``cfg`` into ``run_dir``: config.yaml, last.pt, best.pt, metrics.csv, curves.png.
+@dataclass
+class RunState:
+    """What a checkpoint restores besides weights and optimiser: where the run is, and its log.
 
-    Args:
-        quiet: no progress bars; the one-line summary per epoch is always printed.
-        resume: a ``last.pt`` to continue from exactly (weights, optimiser, schedule, scaler,
-            EMA, epoch and position inside it, RNG states).
-
-    Returns:
-        The metrics of the best validation (by ``cfg.eval.metric``).
-
-    Raises:
-        NonFiniteLossError: a NaN/inf loss in fp32 with ``train.on_nonfinite=error``.
-        KeyboardInterrupt: after saving ``last.pt`` at the last completed optimiser step.
+    Attributes:
+        epoch: epochs completed.
+        batches_done: batches of epoch ``epoch + 1`` already trained (a stop mid-epoch).
+        step: optimiser steps taken: the clock of the LR schedule.
+        iteration: batches trained since the run began (named in error messages).
+        running: summed loss of the batches of the current epoch.
+        rows: one dict of logged values per completed epoch.
+        best / best_value / since_best: the row of the best validation, its ``eval.metric`` and
+            how many validations ago it was.
+        first_loss / loss_ema: the run's first loss and a smoothed loss (divergence check).
     """
+
+    epoch: int = 0
+    batches_done: int = 0
+    step: int = 0
+    iteration: int = 0
+    running: float = 0.0
+    rows: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, float] = field(default_factory=dict)
+    best_value: float | None = None
+    since_best: int = 0
+    first_loss: float | None = None
+    loss_ema: float | None = None
+
+
+@dataclass
+class Run:
+    """Everything that stays fixed while a run trains (built once by :func:`build_run`)."""
+
+    cfg: ExperimentConfig
+    run_dir: Path
+    device: torch.device
+    world: int
+    model: nn.Module
+    net: nn.Module                 # ``model``, or its DDP wrapper
+    train_set: Any
+    loader: Any
+    val_loader: Any
+    evaluator: Any
+    optimizer: torch.optim.Optimizer
+    precision: Precision
+    ema: torch.optim.swa_utils.AveragedModel | None
+    params: list[nn.Parameter]
+    lr: float                      # base LR (after linear scaling)
+    schedule: Callable[[int], float]
+    accumulate: int
+    loss_scale: float              # effective batch under ``nominal_batch_size``, else 1
+    class_names: tuple[str, ...]
+    category_ids: list[int]
+    quiet: bool
+
+    @property
+    def main(self) -> bool:
+        return is_main_process()
+
+
+def build_run(cfg: ExperimentConfig, run_dir: Path, quiet: bool) -> Run:
+    """Model, data, optimiser, schedule and precision of ``cfg`` (joins DDP under torchrun)."""
     tc = cfg.train
     set_deterministic(tc.deterministic)
     device = local_device(resolve_device(tc.device))
     rank, world = init_distributed(device)
     seed_everything(tc.seed)
     model = build_model(cfg.model).to(device)
-    train_set, val_set = build_datasets(cfg.data, model.task, with_masks=getattr(model, "with_masks", False))
+    with_masks = getattr(model, "with_masks", False)
+    train_set, val_set = build_datasets(cfg.data, model.task, with_masks=with_masks, seed=tc.seed, rank=rank)
     class_names = cfg.model.class_names or tuple(train_set.class_names)
+    # the dataset's own category ids (COCO ids are not contiguous), so results can be written in them
+    category_ids = [int(c) for c in getattr(train_set, "category_ids", None) or range(1, len(class_names) + 1)]
     loader = make_loader(train_set, cfg.data, train=True, seed=tc.seed, rank=rank, world_size=world,
                          pin_memory=device.type == "cuda", deterministic=tc.deterministic)
     val_loader = make_loader(val_set, cfg.data, train=False, pin_memory=device.type == "cuda")
-    evaluator = build_evaluator(model.task, cfg.model.num_classes, class_names,
-                                with_masks=getattr(model, "with_masks", False))
-    effective = cfg.data.batch_size * tc.accumulate * world
+    evaluator = build_evaluator(model.task, cfg.model.num_classes, class_names, with_masks=with_masks)
+    per_step = cfg.data.batch_size * world
+    accumulate = max(1, round(tc.nominal_batch_size / per_step)) if tc.nominal_batch_size else tc.accumulate
+    effective = per_step * accumulate
     lr = tc.lr * (effective / tc.base_batch_size if tc.lr_scaling == "linear" else 1.0)
-    optimizer = build_optimizer(model, tc, lr)
-    steps_per_epoch = max(1, len(loader) // tc.accumulate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(tc, steps_per_epoch))
-    precision = Precision(tc.amp, device, tc.max_nonfinite_steps, tc.on_nonfinite)
+    weight_decay = tc.weight_decay * (effective / tc.nominal_batch_size if tc.nominal_batch_size else 1.0)
+    optimizer = build_optimizer(model, tc, lr, weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(loader) / accumulate))  # the last, partial window steps too
     ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_update(tc.ema_decay, tc.ema_warmup), use_buffers=True)
            if tc.ema_decay else None)
-    params = [p for p in model.parameters() if p.requires_grad]
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
-    log = {"rows": [], "best": {}, "best_value": None, "since_best": 0, "epoch": 0, "batches_done": 0, "it": 0}
-    if resume:
-        state = load_checkpoint(resume)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        precision.load_state_dict(state["precision"])
-        if ema is not None and state.get("ema_full"):
-            ema.load_state_dict(state["ema_full"])
-        for p, g in zip(params, state.get("grads") or ()):
-            p.grad = None if g is None else g.to(device)
-        log = state["log"]
-    main = is_main_process()
-    if main:
-        (run_dir / "config.yaml").write_text(dump_config(cfg))
-        print(f"[train] device {device} x{world}, {precision.name}, effective batch {effective} "
-              f"({cfg.data.batch_size} x {tc.accumulate} accumulation x {world} process), lr {lr:.4g}"
-              + (f" (linear scaling of {tc.lr:.4g} from batch {tc.base_batch_size})" if tc.lr_scaling == "linear" else ""),
+    run = Run(cfg, run_dir, device, world, model, net, train_set, loader, val_loader, evaluator, optimizer,
+              Precision(tc.amp, device, tc.max_nonfinite_steps, tc.on_nonfinite), ema,
+              [p for p in model.parameters() if p.requires_grad], lr, lr_factor(tc, steps_per_epoch), accumulate,
+              float(effective) if tc.nominal_batch_size else 1.0, class_names, category_ids, quiet)
+    if run.main:
+        total = tc.epochs * steps_per_epoch
+        print(f"[train] device {device} x{world}, {run.precision.name}, effective batch {effective} "
+              f"({cfg.data.batch_size} x {accumulate} accumulation x {world} process), lr {lr:.4g}"
+              + (f" (linear scaling of {tc.lr:.4g} from batch {tc.base_batch_size})" if tc.lr_scaling == "linear" else "")
+              + (f"; nominal batch {tc.nominal_batch_size}: loss x {effective} (summed over images), "
+                 f"weight decay {weight_decay:.3g}" if tc.nominal_batch_size else ""),
               flush=True)
+        if warmup_steps(tc, total) < tc.warmup_iters:
+            print(f"[train] warm-up: {warmup_steps(tc, total)} step(s) ({tc.warmup_iters} configured, capped to "
+                  f"{MAX_WARMUP_FRACTION:.0%} of this run's {total} optimiser steps)", flush=True)
+    return run
 
-    def checkpoint(path: Path, epoch_done: int, batches_done: int, running: float = 0.0) -> None:
-        # mid-accumulation (Ctrl-C between optimiser steps) the summed gradients are saved too
-        partial = batches_done % tc.accumulate != 0
-        log.update(epoch=epoch_done, batches_done=batches_done, running=running)
-        save_checkpoint({
-            "grads": [None if p.grad is None else p.grad.detach().cpu() for p in params] if partial else None,
-            "model": model.state_dict(), "ema": None if ema is None else ema.module.state_dict(),
-            "ema_full": None if ema is None else ema.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "precision": precision.state_dict(), "log": log,
-            "rng": _rng_state(), "config": to_dict(cfg), "class_names": list(class_names),
-            "epoch": epoch_done, "metrics": log["rows"][-1] if log["rows"] else {},
-        }, path)
 
-    start_epoch, skip = (log["epoch"] + 1, log["batches_done"]) if resume else (1, 0)
-    for epoch in range(start_epoch, tc.epochs + 1):
-        seed_everything(tc.seed + epoch)
-        loader.generator.manual_seed(tc.seed * 100_003 + epoch)
-        loader.sampler.set_epoch(epoch, start=skip * cfg.data.batch_size)
-        if hasattr(train_set, "set_epoch"):  # mosaic: fresh combinations every epoch
-            train_set.set_epoch(epoch)
-        if hasattr(train_set, "set_mosaic"):
-            train_set.set_mosaic(epoch <= tc.epochs - cfg.data.augment.close_mosaic)
-        if skip:
-            _set_rng_state(state["rng"])
-        net.train()
-        num_batches = skip + len(loader)  # len(loader) counts what is left of a resumed epoch
-        bar = tqdm(loader, desc=f"epoch {epoch}/{tc.epochs}", disable=quiet or not main, leave=False,
-                   initial=skip, total=num_batches)
-        running = log.get("running", 0.0) if skip else 0.0
-        seen, skipped, start, done = 0, 0, time.perf_counter(), skip
-        try:
-            for i, batch in enumerate(bar, start=skip):
-                images, targets = to_device(batch, device)
-                skipped += getattr(batch, "skipped", 0)
-                where = f"epoch {epoch}, iteration {log['it']}"
-                with precision.autocast():
-                    losses = net(images, targets)
-                if precision.check_loss(losses, where):
-                    loss = sum(losses.values())
-                    precision.backward(loss / tc.accumulate)
-                    running += loss.item()
-                if (i + 1) % tc.accumulate == 0 or i + 1 == num_batches:
-                    if precision.step(optimizer, params, tc.clip_grad_norm, where) and ema is not None:
-                        ema.update_parameters(model)
-                    optimizer.zero_grad(set_to_none=True)
-                    scheduler.step()
-                done = i + 1
-                log["it"] += 1
-                seen += len(images)
-                bar.set_postfix(loss=f"{running / max(1, i + 1):.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
-                                img_s=f"{seen * world / (time.perf_counter() - start):.0f}")
-        except KeyboardInterrupt:
-            if main:
-                checkpoint(run_dir / "last.pt", epoch - 1, done, running)
-                print(f"\n[train] interrupted: saved {run_dir / 'last.pt'} (epoch {epoch}, batch {done}); "
-                      f"continue with --resume {run_dir / 'last.pt'}", flush=True)
+def set_lr(run: Run, step: int) -> None:
+    """The schedule's LR after ``step`` optimiser steps, in every parameter group."""
+    for group in run.optimizer.param_groups:
+        group["lr"] = run.lr * run.schedule(step)
+
+
+def save(run: Run, state: RunState, path: Path, *, rng: dict | None = None) -> None:
+    """Write a checkpoint of the run as it is now (mid-window gradients included)."""
+    partial = state.batches_done % run.accumulate != 0
+    save_checkpoint({
+        "grads": [None if p.grad is None else p.grad.detach().cpu() for p in run.params] if partial else None,
+        "model": run.model.state_dict(), "ema": None if run.ema is None else run.ema.module.state_dict(),
+        "ema_full": None if run.ema is None else run.ema.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "precision": run.precision.state_dict(), "log": asdict(state), "rng": rng or _rng_state(),
+        "config": to_dict(run.cfg), "class_names": list(run.class_names), "category_ids": run.category_ids,
+        "epoch": state.epoch, "metrics": state.rows[-1] if state.rows else {},
+    }, path)
+
+
+def restore(run: Run, checkpoint: dict) -> RunState:
+    """Load a ``last.pt`` into ``run``; hyperparameters come from the (possibly changed) config."""
+    run.model.load_state_dict(checkpoint["model"])
+    fresh = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    for group, hyper in zip(run.optimizer.param_groups, fresh):  # train.lr, weight_decay ... as configured now
+        group.update(hyper)
+    run.precision.load_state_dict(checkpoint["precision"])
+    if run.ema is not None and checkpoint.get("ema_full"):
+        run.ema.load_state_dict(checkpoint["ema_full"])
+    for p, g in zip(run.params, checkpoint.get("grads") or ()):
+        p.grad = None if g is None else g.to(run.device)
+    state = RunState(**checkpoint["log"])
+    set_lr(run, state.step)
+    return state
+
+
+def check_finite_weights(run: Run, where: str) -> None:
+    """Refuse to save weights that are NaN/inf (a checkpoint must never hold a broken model)."""
+    for source, module in (("model", run.model), ("EMA", None if run.ema is None else run.ema.module)):
+        for name, tensor in (module.state_dict().items() if module is not None else ()):
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise NonFiniteLossError(f"non-finite {source} weights ({name}) at {where}")
+
+
+def watch_loss(state: RunState, value: float, losses: dict[str, torch.Tensor], factor: float | None, where: str) -> None:
+    """Track the smoothed loss and stop when it grows past ``factor`` x the run's first loss."""
+    state.first_loss = value if state.first_loss is None else state.first_loss
+    state.loss_ema = value if state.loss_ema is None else 0.9 * state.loss_ema + 0.1 * value
+    reference = max(state.first_loss, 0.1)
+    if factor is not None and state.loss_ema > factor * reference:
+        terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+        raise DivergenceError(f"training diverged at {where}: smoothed loss {state.loss_ema:.4g} is "
+                              f"{state.loss_ema / reference:.3g}x the first loss {state.first_loss:.4g} "
+                              f"(this batch: {terms}); lower train.lr or set train.clip_grad_norm")
+
+
+def _synced(loss: torch.Tensor, world: int) -> torch.Tensor:
+    """The loss every rank judges: the mean over ranks under DDP (so all skip or stop together)."""
+    if world == 1:
+        return loss.detach()
+    total = loss.detach().float().clone()
+    torch.distributed.all_reduce(total)
+    return total / world
+
+
+def train_step(run: Run, state: RunState, batch, i: int, num_batches: int, epoch: int) -> int:
+    """Batch ``i`` of the epoch: forward, checks, backward; a step at the end of its window.
+
+    Returns the number of images of the batch.
+    """
+    tc = run.cfg.train
+    images, targets = to_device(batch, run.device)
+    where = f"epoch {epoch}, iteration {state.iteration}"
+    window_start = i - i % run.accumulate
+    window = min(run.accumulate, num_batches - window_start)  # the epoch's last window may be shorter
+    last = i + 1 == window_start + window
+    sync = contextlib.nullcontext() if run.world == 1 or last else run.net.no_sync()
+    with sync:
+        with run.precision.autocast():
+            losses = run.net(images, targets)
+        loss = sum(losses.values())
+        total = _synced(loss, run.world)
+        if run.precision.check_loss(losses, where, total):
+            run.precision.backward(loss * (run.loss_scale / window))
+            value = total.item()
+            state.running += value
+            watch_loss(state, value, losses, tc.divergence_factor, where)
+    if last:
+        if run.precision.step(run.optimizer, run.params, tc.clip_grad_norm, where) and run.ema is not None:
+            run.ema.update_parameters(run.model)
+        run.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        set_lr(run, state.step)
+    state.batches_done = i + 1
+    state.iteration += 1
+    return len(images)
+
+
+def train_epoch(run: Run, state: RunState, epoch: int, stop: StopRequest, resume_rng: dict | None) -> dict[str, float]:
+    """Train epoch ``epoch`` from batch ``state.batches_done``; returns its row of the log.
+
+    Raises:
+        KeyboardInterrupt: after a Ctrl-C, once ``last.pt`` holds the state after the last batch.
+    """
+    tc, data = run.cfg.train, run.cfg.data
+    seed_everything(tc.seed + epoch)
+    if state.batches_done:  # resumed mid-epoch: the generators as they were at that batch boundary
+        _set_rng_state(resume_rng)
+    run.loader.generator.manual_seed(tc.seed * 100_003 + epoch)
+    run.loader.sampler.set_epoch(epoch, start=state.batches_done * data.batch_size)
+    if hasattr(run.train_set, "set_epoch"):  # augmentation (and mosaic partners) per epoch
+        run.train_set.set_epoch(epoch)
+    if hasattr(run.train_set, "set_mosaic"):
+        run.train_set.set_mosaic(epoch <= tc.epochs - data.augment.close_mosaic)
+    run.net.train()
+    num_batches = state.batches_done + len(run.loader)  # len(loader) counts what is left of the epoch
+    bar = tqdm(run.loader, desc=f"epoch {epoch}/{tc.epochs}", disable=run.quiet or not run.main, leave=False,
+               initial=state.batches_done, total=num_batches)
+    seen, skipped, start, interrupted = 0, 0, time.perf_counter(), False
+    try:
+        for i, batch in enumerate(bar, start=state.batches_done):
+            skipped += getattr(batch, "skipped", 0)
+            seen += train_step(run, state, batch, i, num_batches, epoch)
+            rate = seen * run.world / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{state.running / max(1, i + 1):.3f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}",
+                            img_s=f"{rate:.3g}")
+            if stop.agreed(run.device) and i + 1 < num_batches:
+                interrupted = True
+                break
+    except RuntimeError:
+        if not stop.requested:  # a DataLoader worker ended by the same Ctrl-C is not an error
             raise
-        row = {"epoch": epoch, "train/loss": running / max(1, num_batches), "lr": scheduler.get_last_lr()[0]}
-        skip = 0
-        if world > 1:
-            row = all_reduce_mean(row, device)
-            # DDP syncs buffers at the start of each forward; the last forward's BN statistics
-            # still differ per rank, so rank 0's are copied to all before validating and saving
-            for buffer in model.buffers():
-                torch.distributed.broadcast(buffer, 0)
-        if skipped:
-            row["skipped_images"] = skipped
-        if main and (epoch % cfg.eval.interval == 0 or epoch == tc.epochs):
-            eval_model = ema.module if ema is not None else model
-            row.update(validate(eval_model, val_loader, evaluator, device, precision, quiet=quiet))
-        log["rows"].append(row)
-        stop = False
-        if main:
-            value = row.get(cfg.eval.metric)
-            if value is not None:
-                better = log["best_value"] is None or (value > log["best_value"] if cfg.eval.mode == "max" else value < log["best_value"])
-                if better:
-                    log.update(best=row, best_value=value, since_best=0)
-                else:
-                    log["since_best"] += 1
-                    stop = cfg.eval.patience is not None and log["since_best"] >= cfg.eval.patience
-            checkpoint(run_dir / "last.pt", epoch, 0)
-            if log["best"] is row:
-                checkpoint(run_dir / "best.pt", epoch, 0)
-            shown = [k for k in row if k.startswith(("train/", "val/")) or k in ("lr", "skipped_images", cfg.eval.metric)]
-            print(f"epoch {epoch}/{tc.epochs}: " + "  ".join(f"{k}={row[k]:.4g}" for k in shown), flush=True)
-            write_csv(log["rows"], run_dir / "metrics.csv")
-            plot_curves(log["rows"], run_dir / "curves.png")
-            if stop:
-                print(f"[train] early stop: no {cfg.eval.metric} improvement in {cfg.eval.patience} validations", flush=True)
-        if world > 1:
-            flag = torch.tensor([float(stop)], device=device)
-            torch.distributed.broadcast(flag, 0)
-            stop = bool(flag.item())
+        interrupted = True
+    if interrupted:
+        if run.main:
+            save(run, state, run.run_dir / "last.pt")
+            print(f"[train] interrupted: saved {run.run_dir / 'last.pt'} (epoch {epoch}, batch {state.batches_done}"
+                  f"/{num_batches}); continue with --resume {run.run_dir / 'last.pt'}", flush=True)
+        raise KeyboardInterrupt
+    row = {"epoch": epoch, "train/loss": state.running / max(1, num_batches), "lr": run.optimizer.param_groups[0]["lr"]}
+    if skipped:
+        row["skipped_images"] = skipped
+    return row
+
+
+def end_epoch(run: Run, state: RunState, epoch: int, row: dict[str, float]) -> bool:
+    """Validate, keep the best, save ``last.pt``/``best.pt``, log; returns whether to stop early."""
+    cfg = run.cfg
+    if run.world > 1:
+        row = all_reduce_mean(row, run.device)
+        # DDP syncs buffers at the start of each forward; the last forward's BN statistics
+        # still differ per rank, so rank 0's are copied to all before validating and saving
+        for buffer in run.model.buffers():
+            torch.distributed.broadcast(buffer, 0)
+    state.epoch, state.batches_done, state.running = epoch, 0, 0.0
+    check_finite_weights(run, f"the end of epoch {epoch}")
+    stop = False
+    if run.main:
+        if epoch % cfg.eval.interval == 0 or epoch == cfg.train.epochs:
+            eval_model = run.ema.module if run.ema is not None else run.model
+            row.update(validate(eval_model, run.val_loader, run.evaluator, run.device, run.precision, quiet=run.quiet,
+                                resize=cfg.data.augment))
+        state.rows.append(row)
+        value = row.get(cfg.eval.metric)
+        if value is not None:
+            better = state.best_value is None or (value > state.best_value if cfg.eval.mode == "max" else value < state.best_value)
+            if better:
+                state.best, state.best_value, state.since_best = row, value, 0
+            else:
+                state.since_best += 1
+                stop = cfg.eval.patience is not None and state.since_best >= cfg.eval.patience
+        save(run, state, run.run_dir / "last.pt")
+        if state.best is row:
+            save(run, state, run.run_dir / "best.pt")
+        shown = [k for k in row if k.startswith(("train/", "val/")) or k in ("lr", "skipped_images", cfg.eval.metric)]
+        print(f"epoch {epoch}/{cfg.train.epochs}: " + "  ".join(f"{k}={row[k]:.4g}" for k in shown), flush=True)
+        write_csv(state.rows, run.run_dir / "metrics.csv")
+        plot_curves(state.rows, run.run_dir / "curves.png")
         if stop:
-            break
+            print(f"[train] early stop: no {cfg.eval.metric} improvement in {cfg.eval.patience} validations", flush=True)
+    else:
+        state.rows.append(row)
+    if run.world > 1:
+        flag = torch.tensor([float(stop)], device=run.device)
+        torch.distributed.broadcast(flag, 0)
+        stop = bool(flag.item())
+    return stop
+
+
+def train(cfg: ExperimentConfig, run_dir: Path, *, quiet: bool = False, resume: str | Path | None = None) -> dict[str, float]:
+    """Train ``cfg`` into ``run_dir``: config.yaml, last.pt, best.pt, metrics.csv, curves.png.
+
+    Args:
+        quiet: no progress bars; the one-line summary per epoch is always printed.
+        resume: a ``last.pt`` to continue from exactly (weights, optimiser, schedule clock,
+            scaler, EMA, epoch and batch inside it, RNG states). Hyperparameters that can change
+            mid-run (``train.lr``, ``train.epochs``, the schedule, ``eval.*`` ...) follow ``cfg``;
+            other differences from the checkpoint's config are refused.
+
+    Returns:
+        The metrics of the best validation (by ``cfg.eval.metric``).
+
+    Raises:
+        TrainingStopped: a non-finite loss, gradient or weights, or a diverging loss; the last
+            good checkpoint is kept.
+        KeyboardInterrupt: after Ctrl-C, with ``last.pt`` saved at the last completed batch.
+        ConfigError: ``resume`` with a config change that cannot be applied to a running run.
+    """
+    checkpoint = load_checkpoint(resume) if resume else None  # a bad file fails before anything is built
+    if checkpoint is not None:
+        changes = check_resume_config(checkpoint, cfg)
+    run = build_run(cfg, run_dir, quiet)
+    state = restore(run, checkpoint) if checkpoint is not None else RunState()
+    if run.main:
+        (run_dir / "config.yaml").write_text(dump_config(cfg))
+        if checkpoint is not None and changes:
+            print("[train] resume applies: " + ", ".join(changes), flush=True)
+    set_lr(run, state.step)
+    resume_rng = checkpoint["rng"] if checkpoint is not None else None
+    with StopRequest() as stop:
+        for epoch in range(state.epoch + 1, cfg.train.epochs + 1):
+            row = train_epoch(run, state, epoch, stop, resume_rng)
+            if end_epoch(run, state, epoch, row):
+                break
+            if stop.agreed(run.device):
+                print(f"[train] interrupted after epoch {epoch}: {run_dir / 'last.pt'} is saved", flush=True)
+                raise KeyboardInterrupt
     barrier()
     cleanup()
-    return log["best"]
+    return state.best

@@ -19,6 +19,15 @@ evaluation, longer than a validation epoch of a small model. Here:
 Tests compare the arrays element-wise with stock pycocotools (crowd regions, ties in scores,
 images without ground truth, more than ``maxDets`` detections, area ranges).
 
+Ground truth whose annotation ids pycocotools cannot handle is refused (:func:`check_annotation_ids`)
+rather than scored: ``COCO.createIndex`` keeps one annotation per id in ``coco.anns`` (the last),
+and ``COCOeval`` loads the ground truth of each image through those ids, so an annotation sharing
+its id with a later one is replaced by that one (which then counts twice, possibly in another
+image) -- a perfect detector scores below 1 -- and ``COCOeval`` stores a matched ground truth's id
+as the detection's match with 0 meaning "none", so a detection of an annotation with id 0 counts
+as a false positive. Matching these numbers would mean copying the damage; the numbers without it
+would not be pycocotools'.
+
 Shape shorthand: D detections, G ground-truth annotations, K categories, T IoU thresholds
 (10), R recall thresholds (101), A area ranges (4), M max-detection settings (3).
 """
@@ -44,7 +53,7 @@ from pycocotools.cocoeval import COCOeval
 
 from ..structures.instances import Detections, Instances
 
-__all__ = ["STAT_NAMES", "CocoEvaluator", "FastCOCOeval", "detection_confusion_matrix"]
+__all__ = ["STAT_NAMES", "CocoEvaluator", "FastCOCOeval", "check_annotation_ids", "detection_confusion_matrix"]
 
 #: Names of pycocotools' 12 summary ``stats``, in order; metric keys are ``<iou_type>/<name>``.
 STAT_NAMES = ("mAP", "mAP50", "mAP75", "mAP_s", "mAP_m", "mAP_l",
@@ -63,6 +72,31 @@ def coco_from_dict(dataset: dict) -> COCO:
     with _quiet():
         coco.createIndex()
     return coco
+
+
+def check_annotation_ids(ann_ids: Sequence[int], source: str = "ground truth") -> None:
+    """Refuse ground-truth annotation ids that pycocotools mis-scores (see the module docstring).
+
+    Args:
+        ann_ids: the ``id`` of every ground-truth annotation, in file order.
+        source: what to name in the error (the json's path).
+
+    Raises:
+        ValueError: one line naming ``source``: ids used more than once (how many, and the first
+            few), or an id 0; with the fix.
+    """
+    ids, counts = np.unique(np.asarray(ann_ids, np.int64), return_counts=True)
+    fix = "give every annotation its own id from 1 (tools/convert.py --from coco ... --to coco renumbers them)"
+    if (counts > 1).any():
+        dupes = ", ".join(f"{i} ({n}x)" for i, n in zip(ids[counts > 1][:5].tolist(), counts[counts > 1][:5].tolist()))
+        raise ValueError(
+            f"{source}: {int((counts > 1).sum())} annotation ids are used more than once (e.g. {dupes}); "
+            "pycocotools keeps one annotation per id and evaluates it in place of the others, so its "
+            f"scores of this file would be wrong and detseg does not score it: {fix}")
+    if len(ids) and ids[0] == 0:
+        raise ValueError(
+            f"{source}: an annotation has id 0, which pycocotools' matching reads as 'no match' (a "
+            f"detection of that object counts as a false positive), so detseg does not score it: {fix}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,14 +125,17 @@ class _GtTable:
     _rles: list | None = None
 
     @classmethod
-    def from_coco(cls, coco: COCO) -> _GtTable:
+    def from_coco(cls, coco: COCO, source: str = "ground truth") -> _GtTable:
+        """The table of ``coco``'s annotations; ids are checked with :func:`check_annotation_ids`."""
         anns = coco.dataset.get("annotations", [])
         boxes = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
+        ann_ids = np.array([a["id"] for a in anns], np.int64)
+        check_annotation_ids(ann_ids, source)
         return cls(
             coco=coco,
             image_ids=np.array([a["image_id"] for a in anns], np.int64),
             category_ids=np.array([a["category_id"] for a in anns], np.int64),
-            ann_ids=np.array([a["id"] for a in anns], np.int64),
+            ann_ids=ann_ids,
             areas=np.array([a["area"] if "area" in a else b[2] * b[3] for a, b in zip(anns, boxes)],
                            np.float64),
             iscrowd=np.array([bool(a.get("iscrowd", 0)) for a in anns], bool),
@@ -169,7 +206,9 @@ class FastCOCOeval(COCOeval):
     Same constructor, ``params`` and ``summarize()``; ``eval`` and ``stats`` are identical to
     pycocotools'. Differences: nothing is printed by ``evaluate``/``accumulate``; ``evalImgs`` and
     ``ious`` are not filled (the per-detection matching is kept as arrays instead, see
-    :meth:`matches`); keypoints or ``useCats=0`` fall back to the original implementation.
+    :meth:`matches`); ground truth with duplicate annotation ids or an id 0 is refused by
+    ``evaluate`` (``ValueError``, see :func:`check_annotation_ids`); keypoints or ``useCats=0``
+    fall back to the original implementation.
 
     Args:
         cocoGt: ground truth.
@@ -619,7 +658,9 @@ class CocoEvaluator:
     If :meth:`process` saw nothing, every ground-truth image is evaluated.
 
     Args:
-        gt: COCO json path or COCO object; ``None`` for in-memory ground truth.
+        gt: COCO json path or COCO object; ``None`` for in-memory ground truth. A json whose
+            annotation ids repeat or include 0 is refused here (``ValueError`` naming it, see
+            :func:`check_annotation_ids`): pycocotools would score it wrongly.
         category_ids: COCO category id of each label (json ground truth only).
         class_names: names for per-class keys; default the json's category names, else
             ``str(label)``. In-memory ground truth: its length fixes K.
@@ -669,7 +710,8 @@ class CocoEvaluator:
                 raise ValueError(f"category_ids {unknown} are not categories of {gt}")
             self.class_names = tuple(class_names) if class_names is not None else tuple(
                 cats[c] for c in self.category_ids)
-            self._gt_table_cache = _GtTable.from_coco(self._json_gt)
+            self._gt_table_cache = _GtTable.from_coco(
+                self._json_gt, str(gt) if not isinstance(gt, COCO) else "COCO ground truth")
         else:
             if category_ids is not None:
                 raise ValueError("category_ids maps labels to a json's categories; in-memory "
@@ -696,24 +738,30 @@ class CocoEvaluator:
         self.coco_eval = {}
         self._f1: dict[str, F1Table] = {}
 
-    def process(self, predictions: Sequence[Detections], targets: Sequence[Instances] | None = None) -> None:
+    def process(self, predictions: Sequence[Detections], targets: Sequence[Instances] | None = None,
+                area_scales: Sequence[float] | None = None) -> None:
         """Add a batch.
 
         Args:
             predictions: one :class:`Detections` per image (original image coordinates, xyxy).
             targets: the matching :class:`Instances`; required without a json, ignored with one
                 (beyond recording which images were evaluated).
+            area_scales: per image, what multiplies an area of the predictions' (and targets')
+                frame to give image-file pixels, when they live in another frame (validation
+                scores resized images): COCO's small/medium/large ranges are in file pixels.
+                Targets with ``areas`` (the dataset's, e.g. COCO's segmentation areas) use those.
         """
         if targets is not None and len(targets) != len(predictions):
             raise ValueError(f"{len(predictions)} predictions for {len(targets)} targets")
-        for det in predictions:
-            self._add_detections(det)
-        for tgt in targets or ():
+        scales = list(area_scales) if area_scales is not None else [1.0] * len(predictions)
+        for det, scale in zip(predictions, scales):
+            self._add_detections(det, scale)
+        for tgt, scale in zip(targets or (), scales):
             self._seen.add(int(tgt.image_id))
             if self._json_gt is None:
-                self._add_target(tgt)
+                self._add_target(tgt, scale)
 
-    def _add_detections(self, det: Detections) -> None:
+    def _add_detections(self, det: Detections, area_scale: float = 1.0) -> None:
         image_id = int(det.image_id)
         self._seen.add(image_id)
         if len(det) == 0:
@@ -727,13 +775,14 @@ class CocoEvaluator:
             "boxes": xywh,
             "rles": None,
             "mask_areas": None,
+            "area_scale": float(area_scale),
         }
         if det.masks is not None:
             chunk["rles"], chunk["mask_areas"] = _encode_masks(det.masks)
             self._has_masks = True
         self._dt.append(chunk)
 
-    def _add_target(self, tgt: Instances) -> None:
+    def _add_target(self, tgt: Instances, area_scale: float = 1.0) -> None:
         ih, iw = (int(s) for s in tgt.image_size)
         oh, ow = (int(s) for s in tgt.orig_size)
         h, w = (oh, ow) if oh > 0 and ow > 0 else (ih, iw)
@@ -743,16 +792,19 @@ class CocoEvaluator:
             boxes = boxes * np.array([w / iw, h / ih, w / iw, h / ih])
             if masks is not None:
                 masks = torch.nn.functional.interpolate(
-                    masks[:, None, :ih, :iw].float(), size=(h, w), mode="nearest")[:, 0] > 0.5
+                    masks[:, None, :ih, :iw].float(), size=(h, w), mode="nearest-exact")[:, 0] > 0.5
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
         rec = {
             "height": h, "width": w, "boxes": xywh,
             "labels": tgt.labels.detach().cpu().numpy().astype(np.int64),
             "iscrowd": tgt.iscrowd.detach().cpu().numpy().astype(bool),
-            "rles": None, "areas": xywh[:, 2] * xywh[:, 3],
+            "rles": None, "areas": xywh[:, 2] * xywh[:, 3] * area_scale,
         }
         if masks is not None:
-            rec["rles"], rec["areas"] = _encode_masks(masks[:, :h, :w])
+            rec["rles"], mask_areas = _encode_masks(masks[:, :h, :w])
+            rec["areas"] = mask_areas * area_scale
+        if tgt.areas is not None:
+            rec["areas"] = tgt.areas.detach().to("cpu", torch.float64).numpy()
         self._gt_images[int(tgt.image_id)] = rec
         self._gt_coco = None  # rebuilt by evaluate()
 
@@ -809,12 +861,13 @@ class CocoEvaluator:
             raise ValueError(f"predicted labels span [{labels.min()}, {labels.max()}] but only "
                              f"{len(cat_ids)} classes are known (category_ids / class_names)")
         boxes = np.concatenate([c["boxes"] for c in self._dt])
-        rles, areas = None, boxes[:, 2] * boxes[:, 3]  # loadRes: bbox area for box results
+        scales = np.concatenate([np.full(len(c["labels"]), c["area_scale"]) for c in self._dt])
+        rles, areas = None, boxes[:, 2] * boxes[:, 3] * scales  # loadRes: bbox area for box results
         if iou_type == "segm":
             if any(c["rles"] is None for c in self._dt):
                 raise ValueError("segm evaluation needs masks in every non-empty Detections")
             rles = [r for c in self._dt for r in c["rles"]]
-            areas = np.concatenate([c["mask_areas"] for c in self._dt])
+            areas = np.concatenate([c["mask_areas"] for c in self._dt]) * scales
         return _DtTable(
             image_ids=np.concatenate([c["image_id"] for c in self._dt]),
             category_ids=cat_ids[labels], ids=np.arange(1, len(labels) + 1, dtype=np.int64),
@@ -882,30 +935,44 @@ class CocoEvaluator:
 
     # ---- outputs -------------------------------------------------------------------------
 
-    def results(self) -> list[dict]:
-        """Processed predictions as a COCO results list (category ids mapped back, xywh boxes,
-        masks as compressed RLE with ``counts`` a str)."""
-        if not self._dt:
-            return []
+    def results(self, iou_type: str = "bbox") -> list[dict]:
+        """Processed predictions as a COCO results list (category ids mapped back).
+
+        ``bbox``: xywh boxes. ``segm``: masks as compressed RLE (``counts`` a str) *without* a
+        ``bbox`` entry, because ``COCO.loadRes`` takes a result's area from its box when it has
+        one, and COCO's small/medium/large ranges must see the mask area (Detectron2 drops the
+        box before ``loadRes`` for the same reason).
+        """
+        if iou_type not in ("bbox", "segm"):
+            raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
         cat_ids = self._category_ids()
         out = []
         for c in self._dt:
-            cats = cat_ids[c["labels"]].tolist()
-            rows = zip(c["image_id"].tolist(), cats, c["boxes"].tolist(), c["scores"].tolist())
-            if c["rles"] is None:
+            rows = zip(c["image_id"].tolist(), cat_ids[c["labels"]].tolist(), c["boxes"].tolist(), c["scores"].tolist())
+            if iou_type == "bbox":
                 out += [{"image_id": i, "category_id": k, "bbox": b, "score": s} for i, k, b, s in rows]
-            else:
-                out += [{"image_id": i, "category_id": k, "bbox": b, "score": s, "segmentation": r}
-                        for (i, k, b, s), r in zip(rows, c["rles"])]
+            elif c["rles"] is not None:
+                out += [{"image_id": i, "category_id": k, "score": s, "segmentation": r}
+                        for (i, k, _, s), r in zip(rows, c["rles"])]
         return out
 
-    def write_results(self, path: str | Path) -> Path:
-        """Write :meth:`results` as json (readable by ``COCO.loadRes``); returns the path."""
+    def write_results(self, path: str | Path) -> list[Path]:
+        """Write :meth:`results` as json files readable by ``COCO.loadRes``: boxes to ``path``
+        and, when predictions have masks, masks to ``<stem>_segm.json`` beside it.
+
+        Returns:
+            The files written.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.results(), f)
-        return path
+        written = []
+        for iou_type, target in (("bbox", path), ("segm", path.with_name(f"{path.stem}_segm{path.suffix}"))):
+            if iou_type == "segm" and not self._has_masks:
+                continue
+            with open(target, "w", encoding="utf-8") as f:
+                json.dump(self.results(iou_type), f)
+            written.append(target)
+        return written
 
     def f1_curves(self, iou_type: str = "bbox", thresholds: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:

@@ -8,13 +8,19 @@ Example:
 
 Predictions come back in the coordinates of the original image: the predictor applies the
 checkpoint's evaluation resize (``data.augment``), runs the model, and maps boxes, masks and
-label maps back through that resize's exact inverse.
+label maps back through that resize's exact inverse (``nearest-exact`` sampling at pixel
+centres, as the forward resize does; plain ``nearest`` shifts maps by up to half a pixel).
+
+COCO results use the dataset's own category ids: a checkpoint's ``category_ids`` table (COCO
+ids are not contiguous: coco128's label 11 "stop sign" is id 13), or ``1..K`` for checkpoints
+written before that table existed.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -35,6 +41,8 @@ from ..segmentation.sliding import predict_sliding
 from ..structures.instances import Detections, collate
 from ..utils.visualize import draw_detections, overlay_semantic
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class Result:
@@ -47,6 +55,7 @@ class Result:
             (segmenters: 0 background, k + 1 class k).
         class_names: names by label.
         source: where the image came from (path, or ``video.mp4#frame``).
+        category_ids: the dataset's category id of each label (COCO results), or None (``1..K``).
     """
 
     image: np.ndarray
@@ -57,29 +66,49 @@ class Result:
     masks: np.ndarray | None = None
     semantic: np.ndarray | None = None
     source: str = ""
+    category_ids: tuple[int, ...] | None = None
 
     @property
     def names(self) -> list[str]:
         """Class name of each detection."""
         return [self.class_names[int(k)] for k in self.labels]
 
+    @property
+    def areas(self) -> dict[str, int]:
+        """Segmenters: pixels of each class present in the label map, by class name (no background)."""
+        if self.semantic is None:
+            return {}
+        values, counts = np.unique(self.semantic, return_counts=True)
+        return {self.class_names[int(v) - 1]: int(n) for v, n in zip(values, counts) if 0 < v <= len(self.class_names)}
+
     def plot(self, score_threshold: float = 0.0) -> np.ndarray:
-        """The image with boxes, names, scores and masks (or the label map) drawn, RGB."""
-        out = self.image if self.semantic is None else overlay_semantic(self.image, self.semantic)
+        """The image with boxes, names, scores and masks (or the label map and its key) drawn, RGB."""
+        out = self.image if self.semantic is None else overlay_semantic(self.image, self.semantic,
+                                                                         class_names=self.class_names)
         return draw_detections(out, self.boxes, self.labels, self.scores, self.masks,
                                class_names=self.class_names, score_threshold=score_threshold)
 
     def to_coco(self, image_id: int, category_ids: Sequence[int] | None = None) -> list[dict]:
-        """COCO results entries (``bbox`` as xywh; ``category_id`` = ``category_ids[label]`` or label + 1)."""
+        """COCO results entries: ``bbox`` as xywh, ``category_id`` = ``category_ids[label]``.
+
+        ``category_ids`` defaults to the result's own table (the checkpoint's), else ``1..K``.
+        """
+        table = category_ids if category_ids is not None else self.category_ids
         entries = []
         for box, score, label in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist()):
-            cat = category_ids[label] if category_ids is not None else label + 1
+            cat = table[label] if table is not None else label + 1
             entries.append({"image_id": image_id, "category_id": int(cat), "score": round(score, 5),
                             "bbox": [round(box[0], 2), round(box[1], 2), round(box[2] - box[0], 2), round(box[3] - box[1], 2)]})
         return entries
 
     def to_dict(self) -> dict:
-        """JSON-friendly summary: source and one entry per detection (name, score, xyxy box)."""
+        """JSON-friendly summary: the source, and one entry per detection (name, score, xyxy box).
+
+        Segmenters instead give the image size and ``areas`` (pixels per class name, see :attr:`areas`).
+        """
+        if self.semantic is not None:
+            h, w = self.semantic.shape
+            return {"source": self.source, "height": h, "width": w, "areas": self.areas}
         return {"source": self.source, "detections": [
             {"label": int(k), "name": n, "score": round(float(s), 5), "box": [round(float(v), 2) for v in b]}
             for k, n, s, b in zip(self.labels, self.names, self.scores, self.boxes)]}
@@ -95,17 +124,27 @@ class Predictor:
         device: ``auto``, ``cpu``, ``cuda`` ...
         half: run under fp16/bf16 autocast on CUDA.
         score_threshold: drop detections below this score.
-        classes: keep only these labels (``None``: all).
+        classes: keep only these labels (``None``: all; detections only).
+        category_ids: the dataset's category id of each label, used by :meth:`Result.to_coco`
+            (``None``: ``1..K``).
+
+    Attributes:
+        category_ids: ``K`` category ids in label order.
     """
 
     def __init__(self, model: torch.nn.Module, class_names: Sequence[str], resize: AugmentConfig, *,
                  device: str = "auto", half: bool = False, score_threshold: float = 0.25,
-                 classes: Sequence[int] | None = None) -> None:
+                 classes: Sequence[int] | None = None, category_ids: Sequence[int] | None = None) -> None:
         if getattr(model, "task", None) not in ("detection", "segmentation"):
             raise ValueError(f"Predictor needs a detection or segmentation model, got task {getattr(model, 'task', None)!r}")
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.class_names = tuple(class_names)
+        self.category_ids = tuple(int(c) for c in category_ids) if category_ids is not None \
+            else tuple(range(1, len(self.class_names) + 1))
+        if len(self.category_ids) != len(self.class_names) or len(set(self.category_ids)) != len(self.category_ids):
+            raise ValueError(f"need {len(self.class_names)} distinct category ids (one per class), "
+                             f"got {list(self.category_ids)}")
         self.resize = resize
         self.transform = build_transforms(resize, train=False)
         self.half = half and self.device.type == "cuda"
@@ -116,6 +155,9 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, image_size: int | None = None, **kwargs) -> "Predictor":
         """Build the model a ``tools/train.py`` checkpoint describes and load its (EMA) weights.
+
+        The checkpoint's ``category_ids`` become :attr:`category_ids`; a checkpoint written
+        before that entry existed gets ``1..K``, with one warning saying so.
 
         Raises:
             ValueError: not a detseg checkpoint, a classifier checkpoint, weights that do not fit
@@ -131,8 +173,12 @@ class Predictor:
         names = state.get("class_names") or cfg.model.class_names
         if not names:
             raise ValueError(f"{path} has no class-name table")
+        category_ids = state.get("category_ids")
+        if category_ids is None:
+            logger.warning("%s has no category-id table (written by an older detseg): results use "
+                           "category ids 1..%d; for COCO data with gaps in its ids they will be wrong", path, len(names))
         resize = cfg.data.augment if image_size is None else AugmentConfig(**{**vars(cfg.data.augment), "image_size": image_size})
-        return cls(model, names, resize, **kwargs)
+        return cls(model, names, resize, category_ids=category_ids, **kwargs)
 
     def __call__(self, images, batch_size: int = 8) -> list[Result]:
         """Predict on one image or a list: RGB uint8 arrays or paths (read as RGB)."""
@@ -158,15 +204,17 @@ class Predictor:
             raw = self.model.predict(batch.images, image_sizes=sizes)
         sources = sources or [""] * len(arrays)
         if self.model.task == "segmentation":
-            return [Result(a, self.class_names, semantic=self._semantic_back(raw[i], sizes[i], a.shape[:2]), source=s)
+            return [Result(a, self.class_names, semantic=self._back(raw[i][None], a.shape[:2])[0].long().cpu().numpy(),
+                           source=s, category_ids=self.category_ids)
                     for i, (a, s) in enumerate(zip(arrays, sources))]
         results = []
         for det, a, s in zip(raw, arrays, sources):
             det = self._filter(det)
-            det = to_original_frame(det, a.shape[:2], self.resize)
+            masks = None if det.masks is None else (self._back(det.masks, a.shape[:2]) > 0.5).cpu().numpy()
+            det = to_original_frame(replace(det, masks=None), a.shape[:2], self.resize)
             results.append(Result(
                 a, self.class_names, det.boxes.float().cpu().numpy(), det.scores.float().cpu().numpy(),
-                det.labels.cpu().numpy(), None if det.masks is None else det.masks.cpu().numpy(), source=s))
+                det.labels.cpu().numpy(), masks, source=s, category_ids=self.category_ids))
         return results
 
     def _filter(self, det: Detections) -> Detections:
@@ -175,12 +223,18 @@ class Predictor:
             keep &= torch.isin(det.labels, self.classes.to(det.labels.device))
         return det[keep]
 
-    def _semantic_back(self, label_map: torch.Tensor, size: tuple[int, int], orig: tuple[int, int]) -> np.ndarray:
+    def _back(self, maps: torch.Tensor, orig: tuple[int, int]) -> torch.Tensor:
+        """``[C, h, w]`` maps (label maps, masks) in the model-input frame -> ``[C, H, W]`` float in the image's.
+
+        The padding is cropped off and the rest resampled with ``nearest-exact``, which samples
+        at pixel centres like the forward resize; ``nearest`` would shift maps by half a pixel.
+        """
         sx, sy, px, py = eval_resize_params(orig, self.resize)
         h, w = orig
-        crop = label_map[int(py): int(py) + max(1, round(h * sy)), int(px): int(px) + max(1, round(w * sx))]
-        back = F.interpolate(crop[None, None].float(), size=(h, w), mode="nearest")[0, 0]
-        return back.long().cpu().numpy()
+        if len(maps) == 0:
+            return maps.new_zeros((0, h, w), dtype=torch.float32)
+        crop = maps[:, int(py): int(py) + max(1, round(h * sy)), int(px): int(px) + max(1, round(w * sx))]
+        return F.interpolate(crop[:, None].float(), size=(h, w), mode="nearest-exact")[:, 0]
 
     def predict_tiled(self, image: np.ndarray, tile: int | None = None, overlap: float = 0.2,
                       iou: float = 0.5, batch_size: int = 8) -> Result:
@@ -196,7 +250,7 @@ class Predictor:
             x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(self.device)
             with self._lock, torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
                 label_map = predict_sliding(self.model, x, tile, overlap, batch_size)[0]
-            return Result(image, self.class_names, semantic=label_map.cpu().numpy())
+            return Result(image, self.class_names, semantic=label_map.cpu().numpy(), category_ids=self.category_ids)
         h, w = image.shape[:2]
         step = max(1, int(tile * (1 - overlap)))
         ys = sorted({min(y, max(0, h - tile)) for y in range(0, max(1, h - tile + step), step)})
@@ -212,4 +266,4 @@ class Predictor:
         labels = np.concatenate([whole.labels] + [r.labels for r in parts])
         boxes = np.concatenate(boxes).reshape(-1, 4)
         keep = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(labels), iou).numpy()
-        return Result(image, self.class_names, boxes[keep], scores[keep], labels[keep])
+        return Result(image, self.class_names, boxes[keep], scores[keep], labels[keep], category_ids=self.category_ids)

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .image_list import IMAGENET_MEAN
+
 
 @dataclass
 class Instances:
@@ -29,6 +31,9 @@ class Instances:
         image_size: ``(H, W)`` of the image as given to the model (before padding).
         orig_size: ``(H, W)`` of the image file (predictions are mapped back to it).
         image_id: the dataset's image id (COCO ``id``).
+        areas: Tensor[N] float32 annotated area of each instance in image-file pixels (COCO
+            ``area``, the segmentation's), which picks COCO's small/medium/large ranges; ``None``
+            when the dataset has none (evaluation then uses box or mask areas).
     """
 
     boxes: Tensor
@@ -39,6 +44,7 @@ class Instances:
     semantic: Tensor | None = None
     orig_size: tuple[int, int] = (0, 0)
     image_id: int = 0
+    areas: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -64,6 +70,7 @@ class Instances:
         return replace(
             self, boxes=self.boxes[keep], labels=self.labels[keep], iscrowd=self.iscrowd[keep],
             masks=None if self.masks is None else self.masks[keep],
+            areas=None if self.areas is None else self.areas[keep],
         )
 
     def to_dict(self) -> dict[str, Tensor]:
@@ -85,6 +92,8 @@ class Instances:
             image_size=tuple(int(s) for s in sample.image.shape[:2]),
             orig_size=tuple(int(s) for s in sample.orig_size),
             image_id=int(sample.image_id),
+            areas=None if getattr(sample, "areas", None) is None else torch.from_numpy(
+                np.ascontiguousarray(sample.areas, np.float32)),
         )
 
 
@@ -135,8 +144,8 @@ class Batch:
     """A padded image batch and its per-image targets.
 
     Attributes:
-        images: Tensor[N, 3, Hp, Wp] uint8 RGB, zero-padded at the bottom/right to a multiple of
-            ``size_divisibility``; the true sizes are ``targets[i].image_size``.
+        images: Tensor[N, 3, Hp, Wp] uint8 RGB, padded with the mean colour at the bottom/right
+            to a multiple of ``size_divisibility``; the true sizes are ``targets[i].image_size``.
         targets: one :class:`Instances` per image.
         skipped: unreadable images dropped from this batch (counted for the epoch summary).
     """
@@ -163,10 +172,17 @@ class Batch:
         return replace(self, images=self.images.pin_memory(), targets=[t.pin_memory() for t in self.targets])
 
 
-def pad_images(images: Sequence[Tensor], size_divisibility: int = 32, value: int = 0) -> Tensor:
-    """Stack ``[3, Hi, Wi]`` images into ``[N, 3, Hp, Wp]``, padding bottom/right.
+#: uint8 RGB of the ImageNet mean: padding that normalises to ~0, as torchvision/Detectron2 pad
+MEAN_COLOUR = tuple(round(255 * m) for m in IMAGENET_MEAN)
+
+
+def pad_images(images: Sequence[Tensor], size_divisibility: int = 32,
+               value: int | Sequence[int] = MEAN_COLOUR) -> Tensor:
+    """Stack ``[3, Hi, Wi]`` images into ``[N, 3, Hp, Wp]``, padding bottom/right with ``value``.
 
     ``Hp, Wp`` are the largest sizes rounded up to ``size_divisibility`` (FPN levels then align).
+    The default fill is the mean colour, so padded pixels are ~0 after normalisation for every
+    model (black would be a dark border the model sees around every smaller image of a batch).
     """
     if not images:
         raise ValueError("pad_images needs at least one image")
@@ -175,7 +191,8 @@ def pad_images(images: Sequence[Tensor], size_divisibility: int = 32, value: int
     if size_divisibility > 1:
         h = -(-h // size_divisibility) * size_divisibility
         w = -(-w // size_divisibility) * size_divisibility
-    out = images[0].new_full((len(images), images[0].shape[0], h, w), value)
+    out = images[0].new_empty((len(images), images[0].shape[0], h, w))
+    out[:] = torch.as_tensor(value, dtype=out.dtype).view(-1, 1, 1)
     for i, img in enumerate(images):
         out[i, :, : img.shape[1], : img.shape[2]].copy_(img)
     return out

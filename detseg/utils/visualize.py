@@ -1,4 +1,4 @@
-"""Pictures of predictions: boxes, names, scores and translucent masks; semantic label overlays.
+"""Pictures of predictions: boxes, names, scores and translucent masks; semantic label overlays with a key.
 
 Every function takes and returns ``[H, W, 3]`` uint8 **RGB** arrays (convert with
 ``cv2.cvtColor(img, cv2.COLOR_RGB2BGR)`` before ``cv2.imwrite``) and never modifies its input.
@@ -84,13 +84,53 @@ def draw_detections(
     return out
 
 
-def overlay_semantic(image: np.ndarray, label_map, *, alpha: float = 0.5, ignore_index: int = 255) -> np.ndarray:
+def draw_legend(image: np.ndarray, labels: Sequence[int], class_names: Sequence[str] | None = None) -> np.ndarray:
+    """A key in the top-left corner: one row per class (its colour swatch and name), top to bottom.
+
+    Label maps carry no text, so a picture of one needs this to say which colour is which class.
+    Rows that do not fit the image height are left out (the last row then says how many).
+
+    Args:
+        image: ``[H, W, 3]`` uint8 RGB.
+        labels: 0-based class indices, in the order to list them.
+        class_names: names by label (else the index is written).
+
+    Returns:
+        A new ``[H, W, 3]`` uint8 RGB picture.
+    """
+    out = image.copy()
+    labels = [int(k) for k in labels]
+    if not labels:
+        return out
+    h, w = out.shape[:2]
+    font_scale = max(0.35, min(h, w) / 900)
+    names = [class_names[k] if class_names and k < len(class_names) else str(k) for k in labels]
+    (_, th), base = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    row = th + base + 3
+    fits = max(1, (h - 4) // row)
+    if len(labels) > fits:
+        labels, names = labels[: fits - 1], names[: fits - 1] + [f"+{len(labels) - fits + 1} more"]
+    width = 4 + row + max(cv2.getTextSize(n, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0] for n in names)
+    x2, y2 = min(w, width + 4), min(h, len(names) * row + 4)
+    out[:y2, :x2] = (out[:y2, :x2] * 0.4).astype(np.uint8)  # darkened panel: white text reads on any image
+    for i, name in enumerate(names):
+        y = 2 + i * row
+        if i < len(labels):
+            cv2.rectangle(out, (4, y + 1), (4 + row - 4, y + row - 3), class_color(labels[i]), -1)
+        cv2.putText(out, name, (4 + row, y + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    return out
+
+
+def overlay_semantic(image: np.ndarray, label_map, *, alpha: float = 0.5, ignore_index: int = 255,
+                     class_names: Sequence[str] | None = None) -> np.ndarray:
     """Blend a semantic label map (0 background, ``k + 1`` class ``k``) over ``image``.
 
     Background and ``ignore_index`` pixels are left as they are; class ``k`` gets
     :func:`class_color` ``(k)``, the same colour its boxes get in detection pictures, blended
     with weight ``alpha`` inside its regions and solid on their outlines (so regions stay
-    visible over objects of similar colour).
+    visible over objects of similar colour). With ``class_names``, a key naming the classes
+    present is drawn in the top-left corner (:func:`draw_legend`).
     """
     labels = _numpy(label_map).astype(np.int64)
     if labels.shape != image.shape[:2]:
@@ -99,7 +139,10 @@ def overlay_semantic(image: np.ndarray, label_map, *, alpha: float = 0.5, ignore
     fg = (labels > 0) & (labels != ignore_index)
     colors = PALETTE[(labels[fg] - 1) % len(PALETTE)].astype(np.float32)
     out[fg] = (out[fg] * (1 - alpha) + colors * alpha).astype(np.uint8)
-    for k in np.unique(labels[fg]):
+    present = np.unique(labels[fg])
+    for k in present:
         contours, _ = cv2.findContours((labels == k).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(out, contours, -1, tuple(int(c) for c in PALETTE[(k - 1) % len(PALETTE)]), 1)
+    if class_names is not None:
+        out = draw_legend(out, [int(k) - 1 for k in present], class_names)
     return out

@@ -197,3 +197,18 @@ def test_aux_hidden_sizes_scale_with_width():
     model = googlenet(width=WIDTH, num_classes=5)
     assert model.aux1.fc1.in_features == scale_channels(128, WIDTH) * 16
     assert model.aux1.fc1.out_features == scale_channels(1024, WIDTH)
+
+
+def test_pretrained_file_from_a_config_gets_torchvisions_input_transform(torchvision_file, repo):
+    """torchvision's weights-loading builder sets transform_input=True; a config naming the file must too."""
+    from detseg.config import load_config
+    from detseg.models import build_model
+
+    reference, path = torchvision_file
+    cfg = load_config(repo / "configs/classifier_resnet18_shapes.yaml",
+                      ["model.backbone.name=googlenet", "model.backbone.width=1.0", "model.num_classes=1000",
+                       f"model.backbone.pretrained={path}"])
+    model = build_model(cfg.model)
+    assert model.backbone.transform_input
+    assert not build_model(load_config(repo / "configs/classifier_resnet18_shapes.yaml",
+                                       ["model.backbone.name=googlenet"]).model).backbone.transform_input

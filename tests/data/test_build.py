@@ -9,7 +9,7 @@ from detseg.config import load_config
 from detseg.data.build import build_datasets, make_loader
 from detseg.data.mask_folder import write_mask_folder
 from detseg.data.synthetic import ShapesConfig, ShapesDetection, write_coco
-from detseg.data.transforms import MosaicDataset
+from detseg.data.transforms import AugmentedDataset
 from detseg.data.voc import write_voc
 from detseg.data.yolo import write_yolo
 from detseg.structures.instances import Batch
@@ -80,7 +80,7 @@ def test_mosaic_wraps_the_training_set_only():
     cfg = data_cfg("data.num_train=8", "data.num_val=2", "data.image_size=48", "data.max_objects=3",
                    "data.augment.mosaic_prob=1.0")
     train, val = build_datasets(cfg, "detection")
-    assert isinstance(train, MosaicDataset) and not isinstance(val, MosaicDataset)
+    assert isinstance(train, AugmentedDataset) and not isinstance(val, AugmentedDataset)
     train.set_epoch(1)
     assert first_batch(train).images.shape == (2, 3, 64, 64)
 

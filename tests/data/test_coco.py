@@ -276,7 +276,8 @@ def test_unknown_category_or_image_names_annotation(shapes_dir, tmp_path):
     with pytest.raises(DatasetError) as info:
         CocoDataset(_write(tmp_path, coco), shapes_dir / "images")
     message = str(info.value)
-    assert "edited.json" in message and "2 invalid annotations" in message
+    assert "\n" not in message and message.startswith(f"{tmp_path / 'edited.json'}: 1 objects of an unknown class")
+    assert "1 annotations of an image id not in 'images'" in message
     assert "annotation 3: unknown category_id 99" in message
     assert "annotation 5: image_id 1234 is not in 'images'" in message
 
@@ -303,7 +304,7 @@ def test_missing_image_files_reported_together(shapes_dir, tmp_path):
     with pytest.raises(DatasetError) as info:
         CocoDataset(_write(tmp_path, coco), shapes_dir / "images")
     message = str(info.value)
-    assert "2 of 6 image files are missing" in message
+    assert "2 image files missing" in message
     assert str(shapes_dir / "images" / "gone_a.png") in message and "gone_b.png" in message
     with pytest.raises(DatasetError, match="image folder not found"):
         CocoDataset(shapes_dir / "annotations.json", tmp_path / "no_images")
@@ -330,8 +331,9 @@ def test_image_size_mismatch_names_file(shapes_dir, tmp_path):
         if ann["image_id"] == 1:
             ann["segmentation"]["size"] = [40, 50]
     ds = CocoDataset(_write(tmp_path, coco), shapes_dir / "images", with_masks=False)
-    with pytest.raises(DatasetError, match=r"000000\.png: decoded image is 40x48 .* says 40x50"):
+    with pytest.raises(DatasetError, match=r"000000\.png: image is 40x48 \(HxW\) but .* says 40x50") as info:
         ds.load(0)
+    assert info.value.kind == "size_mismatch"
 
 
 def test_degenerate_annotations_dropped_counted_and_logged_once(shapes_dir, tmp_path, caplog):

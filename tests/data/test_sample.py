@@ -13,6 +13,7 @@ from detseg.data.sample import (
     DatasetError, DetectionDataset, ImageReadError, SafeDataset, Sample, check_class_names,
     read_image, sanitize_boxes,
 )
+from detseg.structures import Normalize
 from detseg.structures.instances import Batch, collate, pad_images
 
 
@@ -126,6 +127,10 @@ def test_collate_pads_to_32_keeps_sizes_and_counts_skips():
 def test_pad_images_and_batch_to_and_crowd_filter():
     x = pad_images([torch.ones(3, 5, 7, dtype=torch.uint8)], size_divisibility=1)
     assert x.shape == (1, 3, 5, 7)
+    # keep-ratio batches: the smaller image is padded with the mean colour, ~0 once normalised
+    x = pad_images([torch.zeros(3, 40, 64, dtype=torch.uint8), torch.zeros(3, 64, 40, dtype=torch.uint8)])
+    assert x[0, :, 40:].flatten(1).unique(dim=1).tolist() == [[124], [116], [104]]
+    assert Normalize()(x)[0, :, 40:].abs().max() < 0.01
     batch = collate([make_sample(boxes=((1, 1, 4, 4), (2, 2, 9, 9)), labels=(0, 1), iscrowd=(True, False))])
     moved = batch.to("cpu")
     assert moved.targets[0].without_crowd().labels.tolist() == [1]

@@ -176,11 +176,11 @@ def test_voc_missing_files(tmp_path):
     root = _make_voc(tmp_path, {f"im{i}": [] for i in range(8)})
     for i in range(7):
         (root / "Annotations" / f"im{i}.xml").unlink()
-    with pytest.raises(DatasetError, match=r"7 annotation XML files missing: .*im0\.xml.*\(and 2 more\)"):
+    with pytest.raises(DatasetError, match=r"7 annotation files missing; e\.g\. .*im0\.xml.*\(and 2 more"):
         VOCDataset(root)
     root = _make_voc(tmp_path / "b", {"x": [], "y": []})
     (root / "JPEGImages" / "y.png").unlink()
-    with pytest.raises(DatasetError, match=r"1 image files missing: .*y\.png"):
+    with pytest.raises(DatasetError, match=r"1 image files missing; e\.g\. .*y\.png: image file not found"):
         VOCDataset(root)
     with pytest.raises(DatasetError, match=r"val\.txt.*split files there: \['train'\]"):
         VOCDataset(root, "val")
@@ -330,7 +330,7 @@ def test_yolo_bad_yaml(tmp_path):
         YOLODataset(bad, "val")
     data_yaml = _make_yolo(tmp_path / "5", labels)
     (tmp_path / "5" / "images" / "val" / "a.png").unlink()
-    with pytest.raises(DatasetError, match=r"val\.txt: 1 listed image files missing: .*a\.png"):
+    with pytest.raises(DatasetError, match=r"1 image files missing; e\.g\. .*a\.png: .*listed in .*val\.txt"):
         YOLODataset(data_yaml, "val")
     (tmp_path / "5" / "data.yaml").write_text(yaml.safe_dump({"val": "nowhere", "names": ["a"]}))
     with pytest.raises(DatasetError, match="neither an image folder"):
@@ -379,19 +379,28 @@ def test_mask_folder_ignore_values(tmp_path):
     index = np.zeros((6, 8), np.uint8)
     index[0], index[1, :3], index[2, :2] = 255, 3, 9
     _mask_pair(tmp_path, "a", index)
-    ds = MaskFolderDataset(tmp_path / "img", tmp_path / "mask", class_names=CLASS_NAMES, ignore_index=9)
-    with pytest.raises(DatasetError, match=r"a\.png: label values \[255\]"):
-        ds[0]  # 255 is not the ignore value of these files
+    # 255 is not the ignore value of these files: found when the dataset is built, before training
+    with pytest.raises(DatasetError, match=r"a\.png: value 255 \(in 1 masks\) is not allowed by 0 background, "
+                                           r"k \+ 1 class k \(1\.\.3\), 9 ignore"):
+        MaskFolderDataset(tmp_path / "img", tmp_path / "mask", class_names=CLASS_NAMES, ignore_index=9)
     index[0] = 0
     _mask_pair(tmp_path, "a", index)
+    ds = MaskFolderDataset(tmp_path / "img", tmp_path / "mask", class_names=CLASS_NAMES, ignore_index=9)
     got = ds[0].semantic
     assert (got[2, :2] == IGNORE_INDEX).all() and (got[1, :3] == 3).all() and got.sum() == 2 * 255 + 9
-    default = MaskFolderDataset(tmp_path / "img", tmp_path / "mask", class_names=CLASS_NAMES)
-    with pytest.raises(DatasetError, match=r"a\.png: label values \[9\] are neither 0\.\.3"):
-        default[0]
+    assert ds.value_counts == {0: (1, 48 - 5), 3: (1, 3), 9: (1, 2)}
+    with pytest.raises(DatasetError, match=r"a\.png: value 9 \(in 1 masks\) is not allowed by 0 background"):
+        MaskFolderDataset(tmp_path / "img", tmp_path / "mask", class_names=CLASS_NAMES)
     index[2, :2] = 255
     _mask_pair(tmp_path, "a", index.astype(np.uint16))  # 16-bit index maps are fine too
+    default = MaskFolderDataset(tmp_path / "img", tmp_path / "mask", class_names=CLASS_NAMES)
     np.testing.assert_array_equal(default[0].semantic, index)
+    # load applies the same rule to a file changed after the build
+    index[3, 0] = 7
+    _mask_pair(tmp_path, "a", index)
+    with pytest.raises(DatasetError, match=r"a\.png: label values \[7\] are not allowed by 0 background") as info:
+        default[0]
+    assert info.value.kind == "mask_values"
     with pytest.raises(ValueError, match="ignore_index"):
         MaskFolderDataset(tmp_path / "img", tmp_path / "mask", class_names=CLASS_NAMES, ignore_index=2)
 
@@ -410,25 +419,32 @@ def test_mask_folder_palette_unknown_colours(tmp_path, caplog):
     expected[0], expected[1, :2], expected[2, :3], expected[3, :1] = 1, 3, 255, 255
     np.testing.assert_array_equal(got, expected)
     assert ds.counts["unknown_colour_pixels"] == 3 and "[10, 20, 30]" in caplog.text
-    plain = MaskFolderDataset(tmp_path / "img", tmp_path / "mask", class_names=CLASS_NAMES)
-    with pytest.raises(DatasetError, match=r"a\.png: colour mask, but no palette"):
-        plain[0]
+    with pytest.raises(DatasetError, match=r"1 masks of the wrong kind .*a\.png: colour mask, but no palette"):
+        MaskFolderDataset(tmp_path / "img", tmp_path / "mask", class_names=CLASS_NAMES)
     _mask_pair(tmp_path, "a", np.zeros((6, 8), np.uint8))
-    with pytest.raises(DatasetError, match=r"a\.png: single-channel mask, but a palette"):
+    with pytest.raises(DatasetError, match=r"a\.png: single-channel mask, but a palette") as info:
         ds[0]
+    assert info.value.kind == "mask_format"
     with pytest.raises(ValueError, match="palette maps"):
         MaskFolderDataset(tmp_path / "img", tmp_path / "mask", class_names=CLASS_NAMES,
                           palette={(1, 2, 3): 7})
 
 
 def test_mask_folder_missing_masks_and_size_mismatch(tmp_path):
-    _mask_pair(tmp_path, "a", np.zeros((6, 8), np.uint8))
+    one_class = np.zeros((6, 8), np.uint8)
+    one_class[0, 0] = 1
+    _mask_pair(tmp_path, "a", one_class)
     for stem in "bcdefgh":
         _mask_pair(tmp_path, stem, None)
-    expected = r"7 masks \(of 8 images in .*img\) missing: .*b\.png.*\(and 2 more\)"
+    expected = r"7 images without a mask; e\.g\. .*mask/b\.png: mask not found for image .*img/b\.png.*\(and 2 more"
     with pytest.raises(DatasetError, match=expected):
         MaskFolderDataset(tmp_path / "img", tmp_path / "mask", class_names=CLASS_NAMES)
-    _mask_pair(tmp_path / "two", "a", np.zeros((5, 8), np.uint8))
-    ds = MaskFolderDataset(tmp_path / "two" / "img", tmp_path / "two" / "mask", class_names=CLASS_NAMES)
+    _mask_pair(tmp_path / "two", "a", one_class[:5])
     with pytest.raises(DatasetError, match=r"a\.png: mask size \(5, 8\) differs from image .*\(6, 8\)"):
+        MaskFolderDataset(tmp_path / "two" / "img", tmp_path / "two" / "mask", class_names=CLASS_NAMES)
+    _mask_pair(tmp_path / "two", "a", one_class)
+    ds = MaskFolderDataset(tmp_path / "two" / "img", tmp_path / "two" / "mask", class_names=CLASS_NAMES)
+    _mask_pair(tmp_path / "two", "a", one_class[:5])  # changed after the build: load finds it
+    with pytest.raises(DatasetError, match=r"a\.png: mask size \(5, 8\) differs from image") as info:
         ds[0]
+    assert info.value.kind == "mask_size_mismatch"

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
 import pytest
 import torch
 
+import detseg.engine.train_loop as tl
 from detseg.classification import ImageClassifier
-from detseg.config import TrainConfig, load_config
+from detseg.classification.classifier import Classifications
+from detseg.config import ConfigError, TrainConfig, load_config
 from detseg.data.sampler import EpochSampler
 from detseg.engine.checkpoint import load_checkpoint, new_run_dir
 from detseg.engine.precision import NonFiniteLossError, Precision
-from detseg.engine.train_loop import lr_factor, train
+from detseg.engine.train_loop import DivergenceError, lr_factor, train
 
 TINY = [
     "model.backbone.width=0.125", "data.image_size=32", "data.num_train=48", "data.num_val=16",
@@ -27,7 +30,7 @@ def tiny(repo, *overrides):
 
 
 def interrupt_at(monkeypatch, iteration: int):
-    """Make the training-mode loss raise KeyboardInterrupt (as Ctrl-C would) at ``iteration``."""
+    """Send this process a real SIGINT (as Ctrl-C would) from inside training iteration ``iteration``."""
     calls = {"n": 0}
     original = ImageClassifier.loss
 
@@ -35,19 +38,27 @@ def interrupt_at(monkeypatch, iteration: int):
         if self.training:
             calls["n"] += 1
             if calls["n"] == iteration + 1:
-                raise KeyboardInterrupt
+                os.kill(os.getpid(), signal.SIGINT)
         return original(self, images, labels)
 
     monkeypatch.setattr(ImageClassifier, "loss", loss)
 
 
-@pytest.mark.parametrize("stop_at,accumulate", [(12, 1), (15, 1), (15, 2)],
+def assert_same_run(a_dir, b_dir):
+    a, b = load_checkpoint(a_dir / "last.pt"), load_checkpoint(b_dir / "last.pt")
+    for key in ("model", "ema"):
+        for name, tensor in (a[key] or {}).items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
+    assert a["log"]["rows"] == b["log"]["rows"]  # train/loss of the resumed epoch included
+
+
+@pytest.mark.parametrize("stop_at,accumulate", [(11, 1), (14, 1), (14, 2)],
                          ids=["epoch-boundary", "mid-epoch", "mid-epoch-accumulating"])
 def test_ctrl_c_then_resume_equals_straight_run_bitwise(tmp_path, repo, monkeypatch, stop_at, accumulate):
-    """6 iterations per epoch: stop at the start of epoch 3 or inside it, resume, finish 4 epochs.
+    """6 iterations per epoch: Ctrl-C during the last batch of epoch 2 or inside epoch 3, resume, finish 4 epochs.
 
-    While accumulating over 2 batches, the interruption at batch 3 of the epoch falls between
-    optimiser steps: the checkpoint also holds batch 2's gradients, and the resume starts at batch 3.
+    The batch in flight completes and the run stops after it. While accumulating over 2 batches,
+    batch 3 of the epoch ends between optimiser steps: the checkpoint also holds its gradients.
     """
     cfg = tiny(repo, "train.epochs=4", "train.ema_decay=0.9", f"train.accumulate={accumulate}")
     straight = new_run_dir(tmp_path, "straight")
@@ -58,15 +69,12 @@ def test_ctrl_c_then_resume_equals_straight_run_bitwise(tmp_path, repo, monkeypa
         with pytest.raises(KeyboardInterrupt):
             train(cfg, run, quiet=True)
     saved = load_checkpoint(run / "last.pt")
-    assert (saved["epoch"], saved["log"]["batches_done"]) == (2, stop_at - 12)
+    done = stop_at + 1 - 12
+    assert (saved["epoch"], saved["log"]["batches_done"]) == ((2, 0) if done == 0 else (2, done))
     assert (saved["grads"] is not None) == (accumulate == 2)
     train(cfg, run, quiet=True, resume=run / "last.pt")
-    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(run / "last.pt")
-    for key in ("model", "ema"):
-        for name, tensor in a[key].items():
-            assert torch.equal(tensor, b[key][name]), (key, name)
-    assert a["log"]["rows"] == b["log"]["rows"]  # train/loss of the resumed epoch included
-    assert [r["epoch"] for r in b["log"]["rows"]] == [1, 2, 3, 4]
+    assert_same_run(straight, run)
+    assert [r["epoch"] for r in load_checkpoint(run / "last.pt")["log"]["rows"]] == [1, 2, 3, 4]
 
 
 def test_ema_is_saved_and_differs_from_raw_weights(tmp_path, repo):
@@ -185,3 +193,177 @@ def test_mixed_precision_training_on_gpu(tmp_path, repo, amp, capsys):
     state = load_checkpoint(run / "last.pt")
     assert state["precision"]["dtype"] == amp
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+class Probe(torch.nn.Module):
+    """A stand-in classifier whose loss has gradient exactly 1 per weight on every batch."""
+
+    task = "classification"
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(3))
+
+    def loss(self, images, labels):
+        return {"loss_cls": self.w.sum() + 0 * images.float().mean() + 1.0}
+
+    def predict(self, images):
+        scores = self.w.detach().softmax(0).expand(len(images), 3)
+        return Classifications(scores=scores, labels=scores.argmax(1))
+
+    def forward(self, images, labels=None):
+        return self.loss(images, labels)
+
+
+PROBE = ["data.num_train=56", "train.optimizer=sgd", "train.momentum=0", "train.weight_decay=0",
+         "train.warmup_iters=0", "train.lr=0.1", "train.accumulate=4"]
+
+
+def test_partial_accumulation_window_is_averaged_over_its_own_batches(tmp_path, repo, monkeypatch):
+    """7 batches, accumulate 4: a window of 4 and one of 3, each a mean gradient of 1 -> 2 steps of lr."""
+    monkeypatch.setattr(tl, "build_model", lambda cfg: Probe())
+    run = new_run_dir(tmp_path, "probe")
+    train(tiny(repo, *PROBE, "train.epochs=1", "train.schedule=constant"), run, quiet=True)
+    weights = load_checkpoint(run / "last.pt")["model"]["w"]
+    assert torch.allclose(weights, torch.full((3,), -0.2)), weights  # was -0.175: the 3-batch window / 4
+
+
+def test_schedule_counts_the_steps_the_loop_takes(tmp_path, repo, monkeypatch):
+    """poly (power 1) over 6 epochs of 2 steps each reaches 0 at the very end, not after 3 epochs."""
+    monkeypatch.setattr(tl, "build_model", lambda cfg: Probe())
+    run = new_run_dir(tmp_path, "poly")
+    train(tiny(repo, *PROBE, "train.epochs=6", "train.schedule=poly", "train.power=1.0"), run, quiet=True)
+    lrs = [row["lr"] for row in load_checkpoint(run / "last.pt")["log"]["rows"]]
+    assert lrs == pytest.approx([0.1 * (1 - 2 * e / 12) for e in range(1, 7)], abs=1e-9)
+    assert load_checkpoint(run / "last.pt")["log"]["step"] == 12
+    step_run = new_run_dir(tmp_path, "step")
+    train(tiny(repo, *PROBE, "train.epochs=4", "train.schedule=step", "train.milestones=[2]"), step_run, quiet=True)
+    lrs = [row["lr"] for row in load_checkpoint(step_run / "last.pt")["log"]["rows"]]
+    assert lrs == pytest.approx([0.1, 0.01, 0.01, 0.01])  # the LR of the next epoch: x0.1 after 2 epochs
+
+
+def test_warmup_is_capped_on_a_short_run(tmp_path, repo, monkeypatch, capsys):
+    monkeypatch.setattr(tl, "build_model", lambda cfg: Probe())
+    run = new_run_dir(tmp_path, "warm")
+    train(tiny(repo, *PROBE, "train.epochs=5", "train.schedule=constant", "train.warmup_iters=300"), run, quiet=True)
+    assert "warm-up: 2 step(s) (300 configured, capped to 20% of this run's 10 optimiser steps)" in capsys.readouterr().out
+    assert load_checkpoint(run / "last.pt")["log"]["rows"][-1]["lr"] == pytest.approx(0.1)
+
+
+def test_fp16_fallback_inside_an_accumulation_window_unscales_the_gradients():
+    """Batch 1 backpropagates a scaled loss; batch 2 is NaN and triggers the fall-back to fp32;
+    the step must apply batch 1's true gradient, not 2**16 times it."""
+    model = torch.nn.Linear(2, 1, bias=False)
+    torch.nn.init.ones_(model.weight)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    precision = Precision("off", torch.device("cpu"), max_nonfinite=1)
+    precision.dtype, precision.scaler = torch.float16, torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    precision.backward(model(torch.ones(1, 2)).sum() / 2)  # gradient 0.5 per weight, scaled
+    assert not precision.check_loss({"loss_cls": torch.tensor(float("nan"))}, "it 1")
+    assert precision.name == "fp32"
+    assert precision.step(opt, list(model.parameters()), None, "it 1")
+    assert torch.allclose(model.weight, torch.full((1, 2), 0.95))
+
+
+def test_fp32_skip_policy_stops_after_max_nonfinite_steps():
+    precision = Precision("off", torch.device("cpu"), max_nonfinite=2, on_nonfinite="skip")
+    nan = {"loss_box": torch.tensor(float("nan"))}
+    assert not precision.check_loss(nan, "it 1")
+    with pytest.raises(NonFiniteLossError, match=r"2 non-finite steps skipped .*last: non-finite loss at it 2"):
+        precision.check_loss(nan, "it 2")
+
+
+def test_resume_applies_lr_and_schedule_overrides(tmp_path, repo, monkeypatch, capsys):
+    """--resume with train.lr=...: the optimiser trains at the new LR (it used to keep the old one)."""
+    monkeypatch.setattr(tl, "build_model", lambda cfg: Probe())
+    run = new_run_dir(tmp_path, "r")
+    train(tiny(repo, *PROBE, "train.epochs=1", "train.schedule=constant"), run, quiet=True)
+    before = load_checkpoint(run / "last.pt")["model"]["w"].clone()
+    resumed = tiny(repo, *PROBE, "train.epochs=2", "train.schedule=constant", "train.lr=0.5")
+    train(resumed, run, quiet=True, resume=run / "last.pt")
+    state = load_checkpoint(run / "last.pt")
+    assert torch.allclose(state["model"]["w"], before - 2 * 0.5)
+    assert state["log"]["rows"][-1]["lr"] == pytest.approx(0.5)
+    assert "resume applies: train.epochs 1 -> 2, train.lr 0.1 -> 0.5" in capsys.readouterr().out
+
+
+def test_resume_refuses_what_it_cannot_apply(tmp_path, repo, monkeypatch):
+    monkeypatch.setattr(tl, "build_model", lambda cfg: Probe())
+    run = new_run_dir(tmp_path, "r")
+    train(tiny(repo, *PROBE, "train.epochs=1"), run, quiet=True)
+    with pytest.raises(ConfigError, match=r"--resume cannot change model.num_classes \(3 -> 5\)"):
+        train(tiny(repo, *PROBE, "train.epochs=2", "model.num_classes=5"), run, quiet=True, resume=run / "last.pt")
+
+
+class Exploding(Probe):
+    """A loss that grows 10x per iteration while staying finite (a diverging LR under BatchNorm)."""
+
+    def loss(self, images, labels):
+        self.calls = getattr(self, "calls", 0) + 1
+        return {"loss_seg": self.w.sum() * 0 + 1.5 * 10.0 ** min(self.calls - 1, 30)}
+
+
+def test_a_finite_but_exploding_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, repo, monkeypatch):
+    monkeypatch.setattr(tl, "build_model", lambda cfg: Exploding())
+    run = new_run_dir(tmp_path, "boom")
+    with pytest.raises(DivergenceError, match=r"training diverged at epoch 1, iteration \d+: .* \(this batch: loss_seg="):
+        train(tiny(repo, *PROBE, "train.epochs=2"), run, quiet=True)
+    assert not (run / "last.pt").exists()
+
+
+def test_nonfinite_weights_are_never_saved(tmp_path, repo, monkeypatch):
+    probe = Probe()
+    monkeypatch.setattr(tl, "build_model", lambda cfg: probe)
+    original = Probe.loss
+
+    def poisoning(self, images, labels):  # the 10th batch (epoch 2) leaves an inf in a buffer
+        self.n = getattr(self, "n", 0) + 1
+        if self.n == 10:
+            self.register_buffer("stat", torch.tensor([float("inf")]))
+        return original(self, images, labels)
+
+    monkeypatch.setattr(Probe, "loss", poisoning)
+    run = new_run_dir(tmp_path, "inf")
+    with pytest.raises(NonFiniteLossError, match=r"non-finite model weights \(stat\) at the end of epoch 2"):
+        train(tiny(repo, *PROBE, "train.epochs=3"), run, quiet=True)
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+
+
+AUGMENT_WORKER = r'''
+import sys, torch, numpy as np
+from detseg.config import load_config
+from detseg.data.build import build_datasets, make_loader
+from detseg.engine.distributed import init_distributed
+rank, world = init_distributed(torch.device("cpu"))
+cfg = load_config(sys.argv[1], sys.argv[3:])
+train_set, _ = build_datasets(cfg.data, "detection", seed=cfg.train.seed, rank=rank)
+loader = make_loader(train_set, cfg.data, train=True, seed=cfg.train.seed, rank=rank, world_size=world)
+loader.sampler.set_epoch(1)
+train_set.set_epoch(1)
+images = torch.cat([batch.images for batch in loader])
+torch.save(images, f"{sys.argv[2]}/rank{rank}.pt")
+'''
+
+
+@pytest.mark.slow
+def test_ddp_ranks_draw_different_augmentations_and_reruns_repeat_them(tmp_path, repo):
+    """Mosaic + flips + colour + scale jitter on two gloo ranks: the k-th images of the two ranks share
+    few pixels (68-82 % were identical when every rank drew the same augmentation), and a rerun is identical."""
+    worker = tmp_path / "worker.py"
+    worker.write_text(AUGMENT_WORKER)
+    outs = []
+    for attempt in range(2):
+        out = tmp_path / f"run{attempt}"
+        out.mkdir()
+        proc = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519", str(worker),
+             str(repo / "configs/yolo_shapes.yaml"), str(out), "data.num_train=16", "data.image_size=64",
+             "data.augment.image_size=64", "data.augment.mosaic_prob=1.0", "data.augment.scale_jitter=[0.5,1.5]",
+             "data.batch_size=4", "data.num_workers=1"],
+            cwd=repo, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outs.append([torch.load(out / f"rank{r}.pt") for r in range(2)])
+    (a0, a1), (b0, b1) = outs
+    assert torch.equal(a0, b0) and torch.equal(a1, b1)
+    same = (a0 == a1).all(dim=1).float().mean().item()  # share of pixels identical in all channels
+    assert same < 0.1, same

@@ -89,6 +89,36 @@ def test_coco128_perfect_predictions_mapped_back_score_one_against_the_json():
     _, val = build_datasets(cfg.data, "detection")
     evaluator = CocoEvaluator(str(ann), val.category_ids, val.class_names)
     metrics = validate(Oracle("detection"), make_loader(val, cfg.data, train=False), evaluator,
-                       torch.device("cpu"), original_frame=cfg.data.augment)
+                       torch.device("cpu"), resize=cfg.data.augment, original_frame=True)
     # boxes travel 640 -> 320 -> 640 px: exact up to float rounding, so every IoU is ~1
     assert metrics["bbox/mAP"] > 0.99 and metrics["bbox/mAP75"] > 0.99
+
+
+class SkipsSmall(Oracle):
+    """Detects every object except COCO's small ones (segmentation area < 32^2 in the image file)."""
+
+    def predict(self, images, image_sizes=None):
+        out = []
+        for t in self.targets:
+            keep = ~t.iscrowd & (t.areas >= 32 ** 2)
+            out.append(Detections(t.boxes[keep], torch.ones(int(keep.sum())), t.labels[keep]))
+        return out
+
+
+@pytest.mark.coco128
+def test_size_metrics_of_validation_agree_with_pycocotools_on_the_json():
+    """Validation scores resized images against resized targets, but small/medium/large must be
+    COCO's (segmentation areas in image-file pixels): it used to take box areas at 320 px."""
+    images, ann = COCO128 / "images", COCO128 / "annotations" / "instances.json"
+    cfg = load_config(None, ["data.format=coco", f"data.train.images={images}", f"data.train.annotations={ann}",
+                             f"data.val.images={images}", f"data.val.annotations={ann}",
+                             "data.augment.image_size=320", "data.batch_size=16"])
+    _, val = build_datasets(cfg.data, "detection")
+    loader = make_loader(val, cfg.data, train=False)
+    reference = validate(SkipsSmall("detection"), loader, CocoEvaluator(str(ann), val.category_ids, val.class_names),
+                         torch.device("cpu"), resize=cfg.data.augment, original_frame=True)
+    during_training = validate(SkipsSmall("detection"), loader, build_evaluator("detection", 80, val.class_names),
+                               torch.device("cpu"), resize=cfg.data.augment)
+    assert reference["bbox/mAP_s"] < 0.01 and reference["bbox/mAP_l"] > 0.99
+    for key in ("mAP_s", "mAP_m", "mAP_l", "AR_s", "AR_m", "AR_l"):
+        assert during_training[f"bbox/{key}"] == pytest.approx(reference[f"bbox/{key}"], abs=0.01), key

@@ -4,7 +4,7 @@ import pytest
 
 from detseg.classification import ImageClassifier
 from detseg.config import load_config
-from detseg.engine.checkpoint import load_checkpoint, new_run_dir, save_checkpoint
+from detseg.engine.checkpoint import CheckpointError, load_checkpoint, new_run_dir, save_checkpoint
 from detseg.engine.train_loop import NonFiniteLossError, train
 
 TINY = [
@@ -53,9 +53,9 @@ def test_checkpoint_write_is_atomic_and_runs_are_kept(tmp_path):
     first, second = new_run_dir(tmp_path, "x"), new_run_dir(tmp_path, "x")
     assert (first.name, second.name) == ("x", "x-2")
     (tmp_path / "junk.pt").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="cannot read checkpoint .*junk.pt"):
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*junk.pt"):
         load_checkpoint(tmp_path / "junk.pt")
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
+    with pytest.raises(CheckpointError, match="missing.pt"):
         load_checkpoint(tmp_path / "missing.pt")
 
 

@@ -1,4 +1,5 @@
-"""Predictor: preprocessing, mapping back to the original image, filtering, tiles, threads."""
+"""Predictor: preprocessing, mapping back to the original image, filtering, tiles, threads,
+category-id tables, segmenter areas and pictures."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import nn
 from detseg.config.schema import AugmentConfig
 from detseg.inference import Predictor
 from detseg.structures.instances import Detections
+from detseg.utils.visualize import overlay_semantic
 
 
 class CentreBox(nn.Module):
@@ -119,3 +121,63 @@ def test_bad_inputs_are_clear():
         predictor(np.zeros((10, 10), np.uint8))
     with pytest.raises(OSError, match="missing.jpg"):
         predictor("missing.jpg")
+
+
+class Brighter(nn.Module):
+    """Class 1 (value 2) / one instance mask where the (resized) input's red is above 100.
+
+    100, not 127: INTER_AREA's 96 -> 64 shrink gives the square's edges 170 and its corner 113.
+    """
+
+    num_classes = 2
+
+    def __init__(self, task):
+        super().__init__()
+        self.task, self.with_masks = task, task == "detection"
+
+    def predict(self, images, image_sizes=None):
+        bright = images[:, 0] > 100
+        if self.task == "segmentation":
+            return bright.long() * 2
+        return [Detections(torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([0.9]), torch.tensor([1]), masks=m[None])
+                for m in bright]
+
+
+@pytest.mark.parametrize("task", ["segmentation", "detection"])
+def test_maps_and_masks_come_back_without_a_half_pixel_shift(task):
+    """96 px -> 64 px input (x2/3): the square [31, 61) is [21, 41) there; back at 96 px, sampling at
+    pixel centres (nearest-exact) gives [31, 61) again, plain nearest [32, 62)."""
+    image = np.zeros((96, 96, 3), np.uint8)
+    image[31:61, 31:61] = 255
+    predictor = Predictor(Brighter(task), ["a", "b"], AugmentConfig(image_size=64), device="cpu")
+    result = predictor(image)[0]
+    got = result.semantic == 2 if task == "segmentation" else result.masks[0]
+    assert got.shape == (96, 96)
+    np.testing.assert_array_equal(np.argwhere(got), np.argwhere(image[..., 0] == 255))
+
+
+def test_coco_results_use_the_category_id_table():
+    image = image_with_square()
+    default = Predictor(CentreBox(), ["a", "b"], AugmentConfig(image_size=64), device="cpu", score_threshold=0.5)
+    assert default.category_ids == (1, 2) and default(image)[0].to_coco(1)[0]["category_id"] == 2
+    coco = Predictor(CentreBox(), ["a", "b"], AugmentConfig(image_size=64), device="cpu", score_threshold=0.5,
+                     category_ids=[3, 13])
+    result = coco(image)[0]
+    assert result.labels.tolist() == [1] and result.to_coco(1)[0]["category_id"] == 13
+    assert result.to_coco(1, category_ids=[7, 8])[0]["category_id"] == 8  # an explicit table wins
+    assert coco.predict_tiled(image, tile=32).to_coco(1)[0]["category_id"] == 13
+    with pytest.raises(ValueError, match="2 distinct category ids"):
+        Predictor(CentreBox(), ["a", "b"], AugmentConfig(image_size=64), device="cpu", category_ids=[5, 5])
+
+
+def test_segmentation_results_give_areas_and_a_picture_with_a_key():
+    image = image_with_square()  # 20 x 20 bright square: 400 px of class "b"
+    result = Predictor(Threshold(), ["a", "b"], AugmentConfig(image_size=48), device="cpu")(image)[0]
+    assert result.areas == {"b": 400}
+    assert result.to_dict() == {"source": "", "height": 48, "width": 96, "areas": {"b": 400}}
+    picture = result.plot()
+    plain = overlay_semantic(image, result.semantic)
+    assert not np.array_equal(picture[:10, :20], plain[:10, :20])  # the key, top left
+    assert np.array_equal(picture[30:, 40:], plain[30:, 40:])  # the rest as overlay_semantic draws it
+    empty = Predictor(Threshold(), ["a", "b"], AugmentConfig(image_size=48), device="cpu")(np.zeros((48, 96, 3), np.uint8))[0]
+    assert empty.areas == {} and np.array_equal(empty.plot(), empty.image)  # nothing found: no key

@@ -202,8 +202,8 @@ def test_check_dataset_counts_a_good_set(coco_src, tmp_path, capsys):
     assert [c["name"] for c in report["classes"]] == list(CLASS_NAMES)
     assert report["num_crowd"] == 0 and report["images_without_labels"] == CFG.num_images - len(labelled)
     assert report["images_with_labels"] == len(labelled) and report["images_without_labels"] >= 1
-    assert not any(report["problems"].values())
-    assert report["build_counts"]["degenerate_annotations"] == 0
+    assert not any(report["problems"].values()) and report["fatal"] == []
+    assert report["build_counts"] == {"empty_images": 1}
 
 
 def test_check_dataset_reports_a_broken_set(coco_src, tmp_path, capsys):
@@ -220,15 +220,16 @@ def test_check_dataset_reports_a_broken_set(coco_src, tmp_path, capsys):
     assert check.main(["--format", "coco", *_coco_args(images, ann), "--json", str(report_path), "--quiet"]) == 1
     out = capsys.readouterr().out
     assert "result: FAILED: 1 unreadable images" in out
-    assert f"{images / '000002.png'}" in out and "cannot decode image" in out
-    assert f"in a {height}x{width} (HxW) image" in out
+    assert f"{images / '000002.png'}" in out and "corrupt or not an image" in out
+    assert f"annotation {partly['id']}: box xyxy" in out and f"in a {height}x{width} (HxW) image" in out
     report = json.loads(report_path.read_text())
-    assert not report["ok"]
+    assert not report["ok"] and report["fatal"] == ["unreadable_images"]
     assert report["problems"]["unreadable_images"] == 1
     assert report["problems"]["boxes_partly_outside"] == 1
     assert report["problems"]["boxes_fully_outside"] == report["problems"]["degenerate_boxes"] == 0
-    assert report["build_counts"]["degenerate_annotations"] == 1  # dropped by the reader at build time
-    assert report["num_images"] == CFG.num_images
+    assert report["problems"]["degenerate_annotations"] == 1  # dropped by the reader at build time
+    assert "annotation 1000: bbox [5.0, 5.0, 0.0, 10.0]" in report["examples"]["degenerate_annotations"][0]
+    assert report["num_images"] == CFG.num_images - 1 and report["skipped_images"] == 1
 
     # convert stops at the corrupt image, naming it
     assert convert.main(["--from", "coco", *_coco_args(images, ann), "--to", "yolo",
@@ -236,11 +237,12 @@ def test_check_dataset_reports_a_broken_set(coco_src, tmp_path, capsys):
     err = _error_line(capsys)
     assert str(images / "000002.png") in err and "check_dataset" in err
 
-    # a deleted image is found when the dataset is built: exit 2, naming the file
+    # a deleted image is found when the dataset is built; the check goes on and names it
     (images / "000004.png").unlink()
-    assert check.main(["--format", "coco", *_coco_args(images, ann), "--quiet"]) == 2
-    err = _error_line(capsys)
-    assert str(images / "000004.png") in err and str(ann) in err
+    assert check.main(["--format", "coco", *_coco_args(images, ann), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert f"{images / '000004.png'}: image file not found (image 5 of {ann})" in out
+    assert "result: FAILED: 1 missing images, 1 unreadable images" in out
 
 
 @pytest.mark.parametrize("breakage, expected", [
@@ -249,14 +251,16 @@ def test_check_dataset_reports_a_broken_set(coco_src, tmp_path, capsys):
 ])
 def test_check_dataset_build_errors_exit_2_naming_the_file(coco_src, tmp_path, capsys, breakage, expected):
     images, ann, data = _copy_src(coco_src, tmp_path)
-    if breakage == "unknown_category":
+    if breakage == "unknown_category":  # a fatal problem: reported (exit 1), not a read error
         data["annotations"][0]["category_id"] = 99
         ann.write_text(json.dumps(data, indent=1))
+        assert check.main(["--format", "coco", *_coco_args(images, ann), "--quiet"]) == 1
+        assert f"{ann}: annotation 1: {expected}" in capsys.readouterr().out
     else:
         ann.write_text(json.dumps(data, indent=1)[:-40])
-    assert check.main(["--format", "coco", *_coco_args(images, ann), "--quiet"]) == 2
-    err = _error_line(capsys)
-    assert str(ann) in err and expected in err
+        assert check.main(["--format", "coco", *_coco_args(images, ann), "--quiet"]) == 2
+        err = _error_line(capsys)
+        assert str(ann) in err and expected in err
     # convert reads the same way
     assert convert.main(["--from", "coco", *_coco_args(images, ann), "--to", "yolo",
                          "--out", str(tmp_path / "y"), "--quiet"]) == 2
@@ -301,7 +305,7 @@ def test_check_dataset_function_collects_every_problem_without_stopping(tmp_path
     assert isinstance(report, DatasetReport) and not report.ok
     assert report.num_images == 6 and report.images_with_labels == 3 and report.images_without_labels == 1
     assert report.crowd_only_images == 1
-    assert report.problems == {
+    assert {k: n for k, n in report.problems.items() if n} == {
         "unreadable_images": 1, "load_errors": 1, "labels_out_of_range": 1, "non_finite_boxes": 1,
         "degenerate_boxes": 1, "boxes_partly_outside": 1, "boxes_fully_outside": 1,
     }

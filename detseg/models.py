@@ -1,14 +1,15 @@
-"""The one place architecture names become models: an explicit name -> builder dict."""
+"""The one place architecture names become models: an explicit name -> :class:`ModelSpec` table."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from torch import nn
 
 from .backbones.build import build_backbone
 from .classification import ImageClassifier
-from .config import ModelConfig
+from .config import ConfigError, ModelConfig
 from .detection.faster_rcnn import build_faster_rcnn
 from .detection.mask_rcnn import build_mask_rcnn
 from .detection.rcnn import build_fast_rcnn, build_rcnn
@@ -30,26 +31,58 @@ def build_classifier(cfg: ModelConfig) -> ImageClassifier:
     return ImageClassifier(backbone)
 
 
-#: arch name -> builder(ModelConfig) -> model with ``loss(images, targets)`` / ``predict(images)``
-MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
-    "classifier": build_classifier,
-    "rcnn": build_rcnn,
-    "fast_rcnn": build_fast_rcnn,
-    "faster_rcnn": build_faster_rcnn,
-    "mask_rcnn": build_mask_rcnn,
-    "fcn32s": build_fcn32s,
-    "fcn16s": build_fcn16s,
-    "fcn8s": build_fcn8s,
-    "unet": build_unet,
-    "unet_backbone": build_unet_backbone,
-    "deeplabv3": build_deeplabv3,
-    "yolo": build_yolo,
-    "yolov1": build_yolov1,
+@dataclass(frozen=True)
+class ModelSpec:
+    """An architecture: its builder, and what it needs from the data before it is built.
+
+    Attributes:
+        build: ``ModelConfig -> model`` with ``loss(images, targets)`` / ``predict(images)``.
+        task: ``classification``, ``detection`` or ``segmentation`` (which datasets and evaluator).
+        with_masks: the model learns instance masks (datasets decode them).
+    """
+
+    build: Callable[[ModelConfig], nn.Module]
+    task: str
+    with_masks: bool = False
+
+
+MODELS: dict[str, ModelSpec] = {
+    "classifier": ModelSpec(build_classifier, "classification"),
+    "rcnn": ModelSpec(build_rcnn, "detection"),
+    "fast_rcnn": ModelSpec(build_fast_rcnn, "detection"),
+    "faster_rcnn": ModelSpec(build_faster_rcnn, "detection"),
+    "mask_rcnn": ModelSpec(build_mask_rcnn, "detection", with_masks=True),
+    "fcn32s": ModelSpec(build_fcn32s, "segmentation"),
+    "fcn16s": ModelSpec(build_fcn16s, "segmentation"),
+    "fcn8s": ModelSpec(build_fcn8s, "segmentation"),
+    "unet": ModelSpec(build_unet, "segmentation"),
+    "unet_backbone": ModelSpec(build_unet_backbone, "segmentation"),
+    "deeplabv3": ModelSpec(build_deeplabv3, "segmentation"),
+    "yolo": ModelSpec(build_yolo, "detection"),
+    "yolov1": ModelSpec(build_yolov1, "detection"),
 }
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
-    """Build the model named by ``cfg.arch``; unknown names list the valid ones."""
-    if cfg.arch not in MODELS:
-        raise KeyError(f"unknown model arch {cfg.arch!r}; choose one of: {', '.join(MODELS)}")
-    return MODELS[cfg.arch](cfg)
+def model_spec(arch: str) -> ModelSpec:
+    """The :class:`ModelSpec` of ``arch``; unknown names list the valid ones (``KeyError``)."""
+    if arch not in MODELS:
+        raise KeyError(f"unknown model arch {arch!r}; choose one of: {', '.join(MODELS)}")
+    return MODELS[arch]
+
+
+def build_model(cfg: ModelConfig, *, pretrained: bool = True) -> nn.Module:
+    """Build the model named by ``cfg.arch``.
+
+    ``pretrained=False`` skips ``backbone.pretrained`` (the ImageNet file): for a model whose
+    weights come from a checkpoint next, on a machine that may not have that file.
+
+    Raises:
+        KeyError: unknown ``arch``, listing the valid ones.
+        ConfigError: ``num_classes`` not set (``tools/train.py`` takes it from the data).
+    """
+    spec = model_spec(cfg.arch)
+    if cfg.num_classes is None:
+        raise ConfigError("model.num_classes is not set: give it, or let tools/train.py take it from the data")
+    if not pretrained:
+        cfg = replace(cfg, backbone=replace(cfg.backbone, pretrained=None))
+    return spec.build(cfg)

@@ -17,14 +17,15 @@ Examples:
         --mask-values 0:membrane,255:cell
 
 The reader is built as training builds it, but collecting its problems instead of stopping at
-the first (see :mod:`detseg.data.report`): missing or unreadable files, malformed entries,
-lines and XML, unknown classes, duplicate ids, image sizes that disagree with the annotations
-(read from the file headers), polygon/RLE problems, mask values that are neither a class,
-background nor ignore; each counted, with examples naming the file and the line, object or
-annotation id. Then every remaining image is decoded: corrupt images, labels out of range,
-boxes of zero area or (partly) outside the image as annotated (before the clipping training
-applies). It also prints images and instances per class (pixels per class for label maps),
-crowd/ignore regions, images without labels, and the values a mask folder holds.
+the first (see :mod:`detseg.data.report`): missing, unreadable or truncated files, malformed
+entries, lines and XML, unknown classes, duplicate ids, image sizes that disagree with the
+annotations (read from the file headers), polygon/RLE problems, mask values that are neither a
+class, background nor ignore, and boxes of zero area or (partly) outside their image as
+annotated (what the clipping in training drops or changes: the same lines training prints
+before epoch 1); each counted, with examples naming the file and the line, object or annotation
+id. Then every remaining image is decoded: corrupt images, labels out of range. It also prints
+images and instances per class (pixels per class for label maps), crowd/ignore regions, images
+without labels, and the values a mask folder holds.
 
 Exit status: 0 when the dataset is usable (warnings allowed), 1 when a fatal problem was found,
 2 when the dataset cannot be read at all (a missing or malformed json/yaml, no split file, no

@@ -19,13 +19,14 @@ from pathlib import Path
 import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from detseg.data.synthetic import ShapesConfig, generate_sample, write_coco
+from detseg.data.synthetic import CLASS_NAMES, SHAPE_KINDS, ShapesConfig, generate_sample, write_coco
 
 
 EXAMPLES = """examples:
   python tools/make_shapes.py --out data/shapes/train --num-images 256 --seed 0
   python tools/make_shapes.py --out data/shapes/val --num-images 64 --seed 1
   python tools/make_shapes.py --video clip.mp4 --num-images 48 --size 160 --fps 24
+  python tools/make_shapes.py --out data/shapes5/train --classes circle,rectangle,triangle,ellipse,cross
 """
 
 
@@ -44,13 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed; different seeds give disjoint images, "
                         "so use one per split (default: %(default)s)")
     parser.add_argument("--fps", type=float, default=12.0, help="frame rate of --video (default: %(default)s)")
+    parser.add_argument("--classes", default=",".join(CLASS_NAMES),
+                        help=f"comma-separated shape kinds, in label order, from {', '.join(SHAPE_KINDS)} "
+                             "(default: %(default)s)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     n = args.num_images or (256 if args.out else 48)
-    cfg = ShapesConfig(num_images=n, image_size=(args.size, args.size), max_objects=args.max_objects, seed=args.seed)
+    try:
+        cfg = ShapesConfig(num_images=n, image_size=(args.size, args.size), max_objects=args.max_objects,
+                           seed=args.seed, classes=tuple(c.strip() for c in args.classes.split(",")))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.out:
         if Path(args.out).exists() and any(Path(args.out).iterdir()):
             print(f"error: {args.out} exists and is not empty", file=sys.stderr)

@@ -25,11 +25,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from detseg.config import ConfigError, dump_config, load_config
-from detseg.data.sample import DatasetError
-from detseg.engine.checkpoint import CheckpointError, new_run_dir
+from detseg.config import dump_used_config, load_config
+from detseg.engine.checkpoint import new_run_dir
 from detseg.engine.distributed import is_main_process
 from detseg.engine.train_loop import TrainingStopped, resolve_device, train
+from detseg.errors import InputError, one_line
+from detseg.evaluation import format_metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(config, args.overrides)
         resolve_device(cfg.train.device)  # before a run folder exists
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (InputError, ValueError) as exc:  # ValueError: an unusable train.device
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     created = None
     if args.resume:
@@ -64,22 +65,23 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = new_run_dir(Path(args.out).parent, Path(args.out).name) if args.out else new_run_dir(cfg.train.out_dir, name)
         created = run_dir
     if is_main_process_env():
-        print(f"# run folder: {run_dir}\n{dump_config(cfg)}", flush=True)
+        print(f"# run folder: {run_dir} (config.yaml there holds every key)\n{dump_used_config(cfg)}", flush=True)
     try:
         best = train(cfg, run_dir, quiet=args.quiet, resume=args.resume)
     except TrainingStopped as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (ConfigError, DatasetError, CheckpointError, KeyError) as exc:
-        # KeyError: an unknown model.arch or backbone name (the message lists the valid ones)
+    except (InputError, KeyError) as exc:
+        # a config, data, weights or checkpoint problem; KeyError: an unknown model.arch or
+        # backbone name (the message lists the valid ones)
         if created is not None and not any(created.iterdir()):
             created.rmdir()
-        print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     if is_main_process():
-        print("best: " + "  ".join(f"{k}={v:.4f}" for k, v in best.items() if isinstance(v, float)))
+        print(f"best epoch (by {cfg.eval.metric}):\n{format_metrics(best)}")
         print(f"saved: {run_dir}")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Sequence
 
 from .alexnet import alexnet
@@ -13,6 +14,8 @@ from .lenet import lenet5
 from .resnet import resnet18, resnet34, resnet50, resnet101
 from .vgg import vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
 from .weights import load_torchvision_weights
+
+logger = logging.getLogger(__name__)
 
 #: name -> builder(*, num_classes, width, output_stride, **options) -> Backbone
 BACKBONES: dict[str, Callable[..., Backbone]] = {
@@ -84,7 +87,13 @@ def build_backbone(
         num_classes=num_classes, width=width, output_stride=output_stride, **options
     )
     if pretrained_path:
-        load_torchvision_weights(backbone, pretrained_path)
+        dropped = load_torchvision_weights(backbone, pretrained_path)
+        heads = "/".join(sorted({k.split(".")[0] for k in dropped}))
+        if dropped and num_classes:  # a classifier for other classes: its head starts fresh, and says so
+            logger.warning("%s: the file's classifier head (%s) does not fit %d classes and starts fresh; "
+                           "every other layer is loaded", pretrained_path, heads, num_classes)
+        elif dropped:
+            logger.info("%s: classifier head (%s) not used by a feature extractor", pretrained_path, heads)
     if freeze_bn:
         freeze_batch_norm(backbone)
     backbone.set_out_features(out_features)

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import difflib
 import os
@@ -22,6 +23,8 @@ from typing import Any, Annotated, Callable, Literal, Sequence, TypeVar, Union, 
 
 import yaml
 
+from ..errors import InputError
+
 T = TypeVar("T")
 #: where values came from, for error messages: one name, or a function of the dotted key
 Source = Union[str, Callable[[str], str]]
@@ -29,21 +32,29 @@ Source = Union[str, Callable[[str], str]]
 
 @dataclass(frozen=True)
 class MustExist:
-    """Marker for string fields naming a file or folder that must exist when the config loads."""
+    """Marker for string fields naming a file or folder that must exist when the config loads.
 
-    kind: Literal["file", "dir"] = "file"
+    ``weights``: an existing file, or a ``torchvision:<Weights>.<NAME>`` name (resolved, and
+    downloaded into torch's cache when missing, by :mod:`detseg.weights`).
+    """
+
+    kind: Literal["file", "dir", "weights"] = "file"
 
 
 #: a path to an existing file / folder (relative paths are taken from the working directory)
 ExistingFile = Annotated[str, MustExist("file")]
 ExistingDir = Annotated[str, MustExist("dir")]
+WeightsSource = Annotated[str, MustExist("weights")]
+
+#: whether MustExist paths are checked; off while rebuilding a saved run's config (see from_dict)
+_CHECK_PATHS: contextvars.ContextVar[bool] = contextvars.ContextVar("check_paths", default=True)
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config value that does not fit the schema; the message names key and source."""
 
 
-def from_dict(cls: type[T], data: Any, *, source: Source = "<dict>", prefix: str = "") -> T:
+def from_dict(cls: type[T], data: Any, *, source: Source = "<dict>", prefix: str = "", check_paths: bool = True) -> T:
     """Build dataclass ``cls`` from a plain dict, checking every key and value.
 
     Args:
@@ -53,10 +64,17 @@ def from_dict(cls: type[T], data: Any, *, source: Source = "<dict>", prefix: str
             ``dotted key -> origin`` when values were merged from several places.
         prefix: dotted key of ``data`` inside the whole config, for error messages.
 
+        check_paths: check that files and folders exist; ``False`` rebuilds the config of a
+            saved run on a machine without its training data or weights files (inference).
+
     Raises:
         ConfigError: unknown key (with suggestions), wrong type, or missing file.
     """
-    return _convert(cls, data, source, prefix or "")
+    token = _CHECK_PATHS.set(check_paths)
+    try:
+        return _convert(cls, data, source, prefix or "")
+    finally:
+        _CHECK_PATHS.reset(token)
 
 
 def _origin(source: Source, key: str) -> str:
@@ -73,10 +91,13 @@ def _convert(tp: Any, value: Any, source: Source, key: str) -> Any:
         base, *marks = get_args(tp)
         value = _convert(base, value, source, key)
         for mark in marks:
-            if isinstance(mark, MustExist) and value is not None:
-                ok = os.path.isfile(value) if mark.kind == "file" else os.path.isdir(value)
+            if isinstance(mark, MustExist) and value is not None and _CHECK_PATHS.get():
+                if mark.kind == "weights" and value.startswith("torchvision:"):
+                    continue
+                ok = os.path.isdir(value) if mark.kind == "dir" else os.path.isfile(value)
                 if not ok:
-                    raise ConfigError(f"{_where(key, source)}: {mark.kind} not found: {value}")
+                    raise ConfigError(f"{_where(key, source)}: {'dir' if mark.kind == 'dir' else 'file'} "
+                                      f"not found: {value}")
         return value
     if dataclasses.is_dataclass(tp):
         return _convert_dataclass(tp, value, source, key)
@@ -150,12 +171,23 @@ def _convert_dataclass(cls: type, value: Any, source: Source, key: str) -> Any:
             hint = difflib.get_close_matches(str(name), list(fields), n=1)
             extra = f"; did you mean '{hint[0]}'?" if hint else f"; valid keys: {', '.join(fields)}"
             raise ConfigError(f"unknown key '{full}' in {_origin(source, full)}{extra}")
+        default = _default(fields[name])
+        if isinstance(raw, dict) and dataclasses.is_dataclass(default):
+            # a section lists what differs from *this field's* default, which can differ from
+            # the class defaults: data.val's split is "val", SplitConfig's is "train"
+            raw = {**{f.name: to_dict(getattr(default, f.name)) for f in dataclasses.fields(default) if f.init}, **raw}
         kwargs[name] = _convert(hints[name], raw, source, full)
     try:
         obj = cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{_where(key, source)}: {exc}") from exc
     return obj
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def _name(tp: Any) -> str:
@@ -183,8 +215,13 @@ _Dumper.add_representer(
 
 
 def dump_config(cfg: Any) -> str:
-    """The fully resolved config as YAML (written next to checkpoints, printed at start)."""
-    return yaml.dump(to_dict(cfg), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+    """The fully resolved config as YAML (written next to checkpoints as ``config.yaml``)."""
+    return dump_yaml(to_dict(cfg))
+
+
+def dump_yaml(tree: dict) -> str:
+    """A plain config mapping as YAML, in field order, with short lists on one line."""
+    return yaml.dump(tree, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .io import ExistingDir, ExistingFile
+from .io import ExistingDir, ExistingFile, WeightsSource
 from .two_stage import TwoStageConfig
 from .segmentation import SegmentationConfig
 from .yolo import YoloConfig
@@ -27,8 +27,10 @@ class BackboneConfig:
         out_features: stages returned to the neck/heads; ``None`` = all.
         width: channel multiplier; below 1 gives tiny CPU/test variants.
         output_stride: 32, or 16/8 (dilated ResNet/VGG) for dense prediction.
-        pretrained: local torchvision-format ``.pth`` file (ImageNet weights); ``None`` trains
-            from scratch. Nothing is ever downloaded.
+        pretrained: ImageNet weights of the backbone: a torchvision-format ``.pth`` file, or a
+            torchvision weights name such as ``torchvision:ResNet50_Weights.IMAGENET1K_V2``
+            (taken from torch's cache, downloaded into it when missing); ``None`` trains from
+            scratch.
         frozen_stages: number of leading stages (``c1`` ..) to freeze.
         freeze_bn: use frozen batch norm (small detection batches).
     """
@@ -37,7 +39,7 @@ class BackboneConfig:
     out_features: tuple[str, ...] | None = None
     width: float = 1.0
     output_stride: Literal[8, 16, 32] = 32
-    pretrained: ExistingFile | None = None
+    pretrained: WeightsSource | None = None
     frozen_stages: int = 0
     freeze_bn: bool = False
 
@@ -70,14 +72,23 @@ class ModelConfig:
     """The model: an architecture name, the classes, and one field per component.
 
     Attributes:
-        arch: a key of ``detseg.models.MODELS`` (``classifier`` until the heads land).
-        num_classes: number of foreground classes (heads add background internally).
-        class_names: optional names, one per class, used in logs and pictures.
+        arch: a key of ``detseg.models.MODELS``.
+        num_classes: number of foreground classes (heads add background internally); ``None``:
+            the training data's (a number that disagrees with the data stops training in one line).
+        class_names: optional names, one per class, used in logs and pictures; ``None``: the
+            data's.
+        weights: a new run starts from these weights (fine-tuning): a detseg checkpoint of any
+            class count, a torchvision detection / segmentation / classification state dict of
+            the same architecture, a backbone's ImageNet file, or a torchvision weights name
+            (``torchvision:FasterRCNN_ResNet50_FPN_Weights.COCO_V1``). Every tensor whose name
+            and shape fit is loaded and the rest (heads of another class count) keep their fresh
+            initialisation; one line says which. Not used by ``--resume``.
     """
 
     arch: str = "classifier"
-    num_classes: int = 3
+    num_classes: int | None = None
     class_names: tuple[str, ...] | None = None
+    weights: WeightsSource | None = None
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     neck: FPNConfig | None = None
     two_stage: TwoStageConfig = field(default_factory=TwoStageConfig)
@@ -85,7 +96,9 @@ class ModelConfig:
     yolo: YoloConfig = field(default_factory=YoloConfig)
 
     def __post_init__(self) -> None:
-        if self.num_classes < 1:
+        if self.num_classes is None and self.class_names is not None:
+            self.num_classes = len(self.class_names)
+        if self.num_classes is not None and self.num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ValueError(
@@ -188,7 +201,9 @@ class DataConfig:
             ``voc``, ``yolo`` and ``masks`` (semantic label folders) read files given in
             ``train`` / ``val``.
         train / val: file locations of the two splits (not used by ``shapes``).
-        class_names: class names of ``voc`` (default: the 20 VOC classes) and ``masks`` data.
+        class_names: class names of ``voc`` (default: the 20 VOC classes) and ``masks`` data;
+            the shape kinds of ``shapes`` data (default circle, rectangle, triangle; also
+            ellipse, cross).
         keep_empty: keep images without objects as negatives.
         keep_difficult: VOC ``difficult`` objects become ignore regions (else dropped).
         ignore_index: label value of unlabelled pixels in ``masks`` data.
@@ -202,9 +217,16 @@ class DataConfig:
         seed: generator seed of the synthetic data.
         augment: resizing (train and eval) and augmentation (train) of detection and
             segmentation samples.
-        batch_size / num_workers: DataLoader settings.
-        max_bad_fraction: unreadable images are skipped with a warning; more than this fraction
-            stops the run with an error.
+        batch_size / num_workers: DataLoader settings; workers are capped to the CPU cores this
+            process may use (said at start when that changes the number).
+        max_bad_fraction: images that become unreadable during training are skipped with a
+            warning; more than this fraction stops the run with an error.
+        bad_samples: what to do with images found unusable before epoch 1 (the image file
+            is missing, unreadable or truncated, its size differs from the annotation's, its
+            mask is missing, of another size or holds values that are no class): ``error``
+            stops with one line naming the first files; ``skip`` trains without them, prints
+            how many of each kind and the first few, and writes the full list to a file.
+            Annotation errors (unknown classes, malformed boxes or lines) stop the run either way.
     """
 
     format: Literal["shapes", "coco", "voc", "yolo", "masks"] = "shapes"
@@ -224,6 +246,7 @@ class DataConfig:
     batch_size: int = 32
     num_workers: int = 0
     max_bad_fraction: float = 0.1
+    bad_samples: Literal["error", "skip"] = "error"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

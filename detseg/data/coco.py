@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from .sample import (
-    IGNORE_INDEX, DatasetError, DetectionDataset, ImageReadError, Sample, check_class_names, image_size,
-    read_image,
+    IGNORE_INDEX, DatasetError, DetectionDataset, ImageReadError, Sample, check_class_names, read_image,
+    read_image_sizes,
 )
 
 logger = logging.getLogger(__name__)
@@ -139,13 +139,15 @@ class CocoDataset(DetectionDataset):
     (kinds of :data:`~detseg.data.sample.PROBLEM_KINDS`, each naming ``ann_file`` and the
     annotation or image id, or the image file): invalid or duplicate image and category entries,
     annotations with an unknown ``category_id`` or ``image_id``, malformed ``bbox`` or
-    ``segmentation``, missing image files, and (``check_image_sizes``) image headers whose size
-    differs from the json's. The bad entry is left out; a strict dataset then raises one error
-    listing them. Reported but not fatal: annotations with zero or negative width or height
-    (dropped, also counted in ``counts["degenerate_annotations"]`` and logged once), polygon
-    parts with fewer than 3 points, and annotation ids used twice or equal to 0 (training does
-    not use them; COCO evaluation of the file does, see
-    :func:`detseg.evaluation.coco.check_annotation_ids`). Checked in ``load``: the decoded image
+    ``segmentation``, missing image files, and (``check_image_sizes``) unreadable or truncated
+    images and image headers whose size differs from the json's. The bad entry is left out; a
+    strict dataset then raises one error listing them. Reported but not fatal: annotations with
+    zero or negative width or height (dropped, also counted in ``counts["degenerate_annotations"]``
+    and logged once), polygon parts with fewer than 3 points, annotation ids used twice or equal
+    to 0 (training does not use them; COCO evaluation of the file does, see
+    :func:`detseg.evaluation.coco.check_annotation_ids`), and boxes that loading will clip or
+    drop because they stick out of the json's image size (each naming the annotation id; the
+    json itself, and so ``tools/eval.py``, keeps them as they are). Checked in ``load``: the decoded image
     size must equal the json's ``height``/``width`` (``DatasetError``, ``kind="size_mismatch"``,
     the same rule as the header check); a corrupt image raises
     :class:`~detseg.data.sample.ImageReadError` (wrap in ``SafeDataset`` to skip it).
@@ -160,9 +162,10 @@ class CocoDataset(DetectionDataset):
         transform: callable ``Sample -> Sample`` applied after box sanitising.
         strict: raise at the end of the build if a fatal problem was found; ``False`` keeps
             them in ``self.problems`` and the usable images in the dataset (the checker's mode).
-        check_image_sizes: read every image header (not the pixels) at build time and compare
-            its size with the json's; off by default since training decodes, and so checks,
-            each image anyway.
+        check_image_sizes: read every image header (not the pixels, in threads: seconds for
+            tens of thousands of images) at build time, refuse unreadable or truncated files and
+            compare the size with the json's. Off by default; ``build_datasets`` (training) and
+            the checker turn it on, so these problems are found before epoch 1.
 
     Attributes:
         class_names: ``K`` category names in label order.
@@ -207,14 +210,15 @@ class CocoDataset(DetectionDataset):
             )
         images, left_out = self._parse_images(data["images"])
         self._records = self._parse_annotations(data["annotations"], images, left_out)
-        self._records = self._check_files(self._records, check_image_sizes)
+        self._records, sizes = self._check_files(self._records, check_image_sizes)
+        self._check_boxes([r.boxes for r in self._records], sizes, [r.path for r in self._records])
         self.image_ids = [r.image_id for r in self._records]
         self.problems.raise_if_fatal(self.ann_file)
 
     # ----------------------------------------------------------------------------- build time
 
-    def _problem(self, kind: str, text: str, count: int = 1) -> None:
-        self.problems.add(kind, f"{self.ann_file}: {text}", count)
+    def _problem(self, kind: str, text: str, count: int = 1, *, left_out: bool = False) -> None:
+        self.problems.add(kind, f"{self.ann_file}: {text}", count, left_out=left_out)
 
     def _parse_categories(self, categories: list) -> None:
         by_id = {}
@@ -244,18 +248,17 @@ class CocoDataset(DetectionDataset):
                               "entry is left out")
                 continue
             if not isinstance(img.get("file_name"), str) or not img["file_name"]:
-                self._problem("invalid_images", f"image {img['id']} has no 'file_name'")
+                self._problem("invalid_images", f"image {img['id']} has no 'file_name'", left_out=True)
             elif ("height" in img or "width" in img) and not (
                 _is_int(img.get("height")) and _is_int(img.get("width"))
                 and img["height"] > 0 and img["width"] > 0
             ):
-                self._problem("invalid_images", f"image {img['id']} has invalid height/width "
-                              f"{img.get('height')!r}/{img.get('width')!r}")
+                self._problem("invalid_images", f"image {img['id']} ({img['file_name']}) has invalid height/width "
+                              f"{img.get('height')!r}/{img.get('width')!r}", left_out=True)
             else:
                 by_id[img["id"]] = img
                 continue
             left_out.add(img["id"])
-        self.problems.skipped_images += len(left_out)
         return by_id, left_out
 
     def _parse_annotations(self, annotations: list, images: dict[int, dict], left_out: set) -> list[_ImageRecord]:
@@ -361,29 +364,33 @@ class CocoDataset(DetectionDataset):
         return (f"{r.path}: image is {h}x{w} (HxW) but {self.ann_file} says {r.height}x{r.width} "
                 f"for image {r.image_id}")
 
-    def _check_files(self, records: list[_ImageRecord], check_image_sizes: bool) -> list[_ImageRecord]:
-        """Records whose image file exists (and, with ``check_image_sizes``, whose header size
-        matches the json); the others are reported and left out."""
+    def _check_files(self, records: list[_ImageRecord], check_image_sizes: bool
+                     ) -> tuple[list[_ImageRecord], list[tuple[int, int] | None]]:
+        """Records whose image file exists (and, with ``check_image_sizes``, whose header is
+        readable and matches the json's size), and their sizes (the json's, else the header's,
+        else None); the others are reported and left out."""
         if not self.image_dir.is_dir():
             raise DatasetError(f"{self.ann_file}: image folder not found: {self.image_dir}")
-        kept = []
+        found = []
         for r in records:
-            if not os.path.isfile(r.path):
+            if os.path.isfile(r.path):
+                found.append(r)
+            else:
                 self.problems.add("missing_images", f"{r.path}: image file not found (image {r.image_id} "
-                                  f"of {self.ann_file})")
+                                  f"of {self.ann_file})", left_out=True)
+        headers = read_image_sizes([r.path for r in found]) if check_image_sizes else [None] * len(found)
+        kept, sizes = [], []
+        for r, header in zip(found, headers):
+            if isinstance(header, ImageReadError):
+                self.problems.add("unreadable_images", str(header), left_out=True)
                 continue
-            if check_image_sizes:
-                try:
-                    problem = self._size_problem(r, *image_size(r.path))
-                except ImageReadError as exc:
-                    self.problems.add("unreadable_images", str(exc))
-                    continue
-                if problem:
-                    self.problems.add("size_mismatch", problem)
-                    continue
+            problem = self._size_problem(r, *header) if header is not None else None
+            if problem:
+                self.problems.add("size_mismatch", problem, left_out=True)
+                continue
             kept.append(r)
-        self.problems.skipped_images += len(records) - len(kept)
-        return kept
+            sizes.append((r.height, r.width) if r.height is not None else header)
+        return kept, sizes
 
     # ----------------------------------------------------------------------------- queries
 

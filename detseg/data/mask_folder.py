@@ -230,16 +230,15 @@ class MaskFolderDataset(DetectionDataset):
         for path in images:
             if path.stem in stems:
                 self.problems.add("duplicate_images", f"{path}: two images share the stem {path.stem!r} "
-                                  f"({stems[path.stem].name}, {path.name}); the second is left out")
+                                  f"({stems[path.stem].name}, {path.name}); the second is left out", left_out=True)
                 continue
             stems[path.stem] = path
             mask = self.mask_dir / f"{path.stem}.png"
             if not mask.is_file():
-                self.problems.add("missing_masks", f"{mask}: mask not found for image {path}")
+                self.problems.add("missing_masks", f"{mask}: mask not found for image {path}", left_out=True)
                 continue
             image_paths.append(path)
             mask_paths.append(mask)
-        self.problems.skipped_images += len(images) - len(image_paths)
         for mask in sorted(self.mask_dir.glob("*.png")):
             if mask.stem not in stems:
                 self.problems.add("unpaired_masks", f"{mask}: no image {mask.stem}.* in {self.image_dir}")
@@ -277,7 +276,7 @@ class MaskFolderDataset(DetectionDataset):
         keep, class_pixels = [], 0
         for mask_path, scan in zip(self.mask_paths, scans):
             if scan.problem is not None:
-                self.problems.add(*scan.problem)
+                self.problems.add(*scan.problem, left_out=True)
                 keep.append(False)
                 continue
             for value, pixels in zip(scan.values.tolist(), scan.pixels.tolist()):
@@ -289,12 +288,14 @@ class MaskFolderDataset(DetectionDataset):
             out = self._lut[scan.values] if self.palette is None else scan.values
             class_pixels += int(scan.pixels[allowed & (out > 0) & (out < IGNORE_INDEX)].sum())
             keep.append(bool(allowed.all()))
+            if not keep[-1]:
+                self.problems.leave_out(f"{mask_path}: values {scan.values[~allowed].tolist()} are not allowed by "
+                                        f"{self.value_rule}")
         self.value_counts = {v: (n, px) for v, (n, px) in sorted(stats.items())}
         bad_masks = len({p for paths in bad_values.values() for p in paths})
         for i, (value, paths) in enumerate(sorted(bad_values.items())):
             self.problems.add("mask_values", f"{paths[0]}: value {value} (in {len(paths)} masks) is not allowed "
                               f"by {self.value_rule}{self._hint(value)}", bad_masks if i == 0 else 0)
-        self.problems.skipped_images += keep.count(False)
         self.image_paths = [p for p, k in zip(self.image_paths, keep) if k]
         self.mask_paths = [p for p, k in zip(self.mask_paths, keep) if k]
         if self.mask_paths and not class_pixels:

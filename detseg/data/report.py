@@ -2,18 +2,21 @@
 
 A report is built in two steps, and one bad item stops neither:
 
-1. The reader is built with ``strict=False``: it records every problem of its annotation files
-   in ``dataset.problems`` (a :class:`~detseg.data.sample.ProblemLog`: missing files, malformed
-   entries or lines, unknown classes, duplicate ids, image sizes read from file headers ...,
-   each naming the file and the line, object or annotation id) and leaves the bad item out.
-   Training builds the same reader with ``strict=True``, which raises on the same problems: the
-   two cannot disagree.
+1. The reader is built with ``strict=False`` and ``check_image_sizes=True``: it records every
+   problem of its annotation files in ``dataset.problems`` (a :class:`~detseg.data.sample.ProblemLog`:
+   missing files, malformed entries or lines, unknown classes, duplicate ids, unreadable or
+   truncated images and image sizes read from file headers ..., each naming the file and the
+   line, object or annotation id) and leaves the bad item out, and the boxes that loading will
+   clip or drop (outside the image, zero area). Training builds the same readers the same way
+   and applies ``data.bad_samples`` to the same log (:mod:`detseg.data.preflight`): the two
+   cannot disagree.
 2. :func:`check_dataset` decodes every remaining image once, with ``dataset.load(i)`` (boxes as
    the annotations give them, *before* the clipping and dropping that ``dataset[i]`` applies),
    and records what only decoding shows: a corrupt image (:class:`~detseg.data.sample.ImageReadError`),
    a per-image annotation error (:class:`~detseg.data.sample.DatasetError`, counted under its
-   ``kind``, e.g. an image whose size differs from the json), labels out of range, boxes that are
-   degenerate or outside the image.
+   ``kind``, e.g. an image whose size differs from the json), labels out of range, and, for a
+   dataset that could not check its boxes when it was built, boxes that are degenerate or
+   outside the image (:func:`~detseg.data.sample.box_changes`, the same rule and words).
 
 It also counts what a person wants to know before training: images and instances per class
 (pixels per class for label maps), crowd/ignore regions, images without labels, and what the
@@ -48,17 +51,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .sample import IGNORE_INDEX, PROBLEM_KINDS, DatasetError, ImageReadError
+from .sample import (
+    IGNORE_INDEX, PROBLEM_KINDS, DatasetError, ImageReadError, box_changes, box_text,
+)
 
 SOURCE_FORMATS: tuple[str, ...] = ("coco", "voc", "yolo")
 """Detection formats :func:`open_dataset` reads (the sources of ``tools/convert.py``)."""
 
 CHECK_FORMATS: tuple[str, ...] = SOURCE_FORMATS + ("masks",)
 """Everything :func:`open_dataset` reads (``tools/check_dataset.py``)."""
-
-OUTSIDE_TOLERANCE = 1e-3
-"""Pixels a box may stick out of the image before it counts as outside (float round-off of
-``x + w`` in json files is not worth a report line)."""
 
 PROBLEMS = PROBLEM_KINDS
 """Problem key -> (readable description, fatal?), in report order (see :data:`PROBLEM_KINDS`)."""
@@ -283,6 +284,7 @@ def check_dataset(dataset, *, progress: bool = True, max_examples: int = 5) -> D
                            instances_per_class=[0] * k, crowd_per_class=[0] * k, images_per_class=[0] * k,
                            notes=list(dataset.notes()) if hasattr(dataset, "notes") else [])
     get = getattr(dataset, "load", None) or dataset.__getitem__
+    boxes_checked = bool(getattr(dataset, "boxes_checked", False))
     per_class = np.zeros(k, np.int64)
     crowd_per_class = np.zeros(k, np.int64)
     images_per_class = np.zeros(k, np.int64)
@@ -356,21 +358,12 @@ def check_dataset(dataset, *, progress: bool = True, max_examples: int = 5) -> D
         if (~finite).any():
             problem("non_finite_boxes", int((~finite).sum()),
                     f"{instance(~finite)}: box {_fmt_box(boxes[~finite][0])}")
-        degenerate = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
-        clipped = boxes.copy()
-        clipped[:, 0::2] = clipped[:, 0::2].clip(0, w)
-        clipped[:, 1::2] = clipped[:, 1::2].clip(0, h)
-        tol = OUTSIDE_TOLERANCE
-        with np.errstate(invalid="ignore"):
-            sticks_out = ((boxes[:, :2] < -tol).any(1) | (boxes[:, 2] > w + tol) | (boxes[:, 3] > h + tol))
-            empty_inside = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
-        fully = finite & ~degenerate & sticks_out & empty_inside
-        partly = finite & ~degenerate & sticks_out & ~empty_inside
-        for key, mask in (("degenerate_boxes", finite & degenerate), ("boxes_fully_outside", fully),
-                          ("boxes_partly_outside", partly)):
+        if boxes_checked:
+            continue  # the reader recorded them when it was built, from the same sizes
+        for key, mask in box_changes(boxes, h, w).items():
             if mask.any():
-                problem(key, int(mask.sum()), f"{instance(mask)}: box xyxy {_fmt_box(boxes[mask][0])} "
-                        f"in a {h}x{w} (HxW) image")
+                first = int(np.flatnonzero(mask)[0])
+                problem(key, int(mask.sum()), box_text(where, named[first], boxes[first], h, w))
 
     report.instances_per_class = per_class.tolist()
     report.crowd_per_class = crowd_per_class.tolist()
@@ -636,8 +629,8 @@ def open_dataset(
 
     Args:
         strict: ``False`` for a report: the reader records its problems in ``dataset.problems``
-            and leaves the bad items out instead of raising (COCO also compares every image
-            header with the json's size then).
+            and leaves the bad items out instead of raising (and reads every image header then:
+            unreadable or truncated files, sizes against the annotations').
 
     Raises:
         DatasetError: from the reader (missing files, malformed annotations ...), naming the file.
@@ -657,11 +650,11 @@ def open_dataset(
         if root is None:
             raise ValueError("voc needs root")
         return VOCDataset(root, split, class_names=class_names or VOC_CLASSES, keep_difficult=True,
-                          keep_empty=True, strict=strict)
+                          keep_empty=True, strict=strict, check_image_sizes=not strict)
     if format == "yolo":
         if data_yaml is None:
             raise ValueError("yolo needs data_yaml")
-        return YOLODataset(data_yaml, split, keep_empty=True, strict=strict)
+        return YOLODataset(data_yaml, split, keep_empty=True, strict=strict, check_image_sizes=not strict)
     if format == "masks":
         if images is None or masks is None:
             raise ValueError("masks needs images and masks")

@@ -34,7 +34,10 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from .sample import DatasetError, DetectionDataset, Sample, check_class_names, read_image, sanitize_boxes
+from .sample import (
+    DatasetError, DetectionDataset, ImageReadError, Sample, check_class_names, read_image, read_image_sizes,
+    sanitize_boxes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +100,18 @@ def _number(node: ET.Element, tag: str, where: str) -> float:
     return value
 
 
+def _size(root: ET.Element) -> tuple[int, int] | None:
+    """``(H, W)`` of an annotation's ``<size>``; ``None`` when missing, not a number or 0 (some
+    tools write 0 for "unknown")."""
+    try:
+        height, width = (float(root.findtext(f"size/{tag}", "")) for tag in ("height", "width"))
+    except ValueError:
+        return None
+    if not (math.isfinite(height) and math.isfinite(width) and height > 0 and width > 0):
+        return None
+    return int(height), int(width)
+
+
 class VOCDataset(DetectionDataset):
     """Pascal VOC detection dataset (boxes, no masks).
 
@@ -122,12 +137,18 @@ class VOCDataset(DetectionDataset):
         transform: callable ``Sample -> Sample`` applied after box sanitising.
         strict: raise at the end of the build if a fatal problem was found; ``False`` keeps
             them in ``self.problems`` and the usable images in the dataset (the checker's mode).
+        check_image_sizes: read every image header at build time (threads, no decoding):
+            unreadable or truncated images, and images whose size differs from the XML's
+            ``<size>`` (when it gives one), are problems found before training.
 
     Problems (recorded in ``self.problems`` naming the file, line or object; the image or
     object is left out): ids listed twice in the split file, missing XML or image files,
     malformed XML (file, line and column), unknown class names (file, object, name and the
     known classes), missing or non-numeric box fields, boxes with ``xmax < xmin`` or
-    ``ymax < ymin``, a ``<difficult>`` other than 0/1.
+    ``ymax < ymin``, a ``<difficult>`` other than 0/1, and with ``check_image_sizes`` the
+    image problems above. Reported, not fatal: boxes that loading will clip or drop because
+    they stick out of the image (its header's size, else the XML ``<size>``), each naming the
+    XML file and object index.
 
     Raises:
         DatasetError: a missing split file (listing the split files that exist); with
@@ -149,6 +170,7 @@ class VOCDataset(DetectionDataset):
         keep_empty: bool = True,
         transform=None,
         strict: bool = True,
+        check_image_sizes: bool = False,
     ) -> None:
         super().__init__(transform, strict=strict)
         self.root = Path(root)
@@ -161,21 +183,21 @@ class VOCDataset(DetectionDataset):
         self.image_paths: list[Path] = []
         self._targets: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._objects: list[np.ndarray] = []  # per image: the kept objects' indices in the XML
+        sizes: list[tuple[int, int] | None] = []  # per image: the XML's <size> as (H, W)
         for image_id in self._read_split():
             xml_path = self.root / "Annotations" / f"{image_id}.xml"
             if not xml_path.is_file():
                 self.problems.add("missing_annotation_files", f"{xml_path}: annotation XML file not found "
-                                  f"(image id {image_id!r} of {self._split_file})")
-                parsed = None
-            else:
-                parsed = self._parse(xml_path, image_id)
-                if parsed is not None and not parsed[0].is_file():
-                    self.problems.add("missing_images", f"{parsed[0]}: image file not found (named by {xml_path})")
-                    parsed = None
-            if parsed is None:
-                self.problems.skipped_images += 1
+                                  f"(image id {image_id!r} of {self._split_file})", left_out=True)
                 continue
-            image_path, boxes, labels, difficult, objects = parsed
+            parsed = self._parse(xml_path, image_id)
+            if parsed is None:
+                continue
+            image_path, boxes, labels, difficult, objects, size = parsed
+            if not image_path.is_file():
+                self.problems.add("missing_images", f"{image_path}: image file not found (named by {xml_path})",
+                                  left_out=True)
+                continue
             if not keep_difficult:
                 boxes, labels, objects, difficult = (boxes[~difficult], labels[~difficult],
                                                      objects[~difficult], difficult[~difficult])
@@ -185,7 +207,31 @@ class VOCDataset(DetectionDataset):
             self.image_paths.append(image_path)
             self._targets.append((boxes, labels, difficult))
             self._objects.append(objects)
+            sizes.append(size)
+        if check_image_sizes:
+            sizes = self._check_images(sizes)
+        self._check_boxes([t[0] for t in self._targets], sizes, self.image_paths)
         self.problems.raise_if_fatal(self._split_file)
+
+    def _check_images(self, sizes: list[tuple[int, int] | None]) -> list[tuple[int, int]]:
+        """Leave out the images whose header is unreadable or disagrees with the XML ``<size>``;
+        the header sizes of the others."""
+        chosen, header_sizes = [], []
+        for i, header in enumerate(read_image_sizes(self.image_paths)):
+            if isinstance(header, ImageReadError):
+                self.problems.add("unreadable_images", str(header), left_out=True)
+            elif sizes[i] is not None and sizes[i] != header:
+                xml = self.root / "Annotations" / f"{self.ids[i]}.xml"
+                self.problems.add("size_mismatch", f"{self.image_paths[i]}: image is {header[0]}x{header[1]} (HxW) "
+                                  f"but {xml} says {sizes[i][0]}x{sizes[i][1]} in <size>", left_out=True)
+            else:
+                chosen.append(i)
+                header_sizes.append(header)
+        self.ids = [self.ids[i] for i in chosen]
+        self.image_paths = [self.image_paths[i] for i in chosen]
+        self._targets = [self._targets[i] for i in chosen]
+        self._objects = [self._objects[i] for i in chosen]
+        return header_sizes
 
     @property
     def _split_file(self) -> Path:
@@ -213,19 +259,23 @@ class VOCDataset(DetectionDataset):
         return ids
 
     def _parse(self, xml_path: Path, image_id: str):
-        """One XML file -> image path, boxes (internal convention), labels, difficult flags and the
-        objects' indices in the file; ``None`` (problem recorded) when the file cannot be parsed.
-        A bad object is recorded and left out."""
+        """One XML file -> image path, boxes (internal convention), labels, difficult flags, the
+        objects' indices in the file and the ``<size>`` as ``(H, W)`` (``None`` when absent or 0);
+        ``None`` (problem recorded) when the file cannot be parsed. A bad object is recorded and
+        left out."""
         try:
             root = ET.parse(xml_path).getroot()
         except ET.ParseError as exc:
             line, column = exc.position
-            self.problems.add("malformed_files", f"{xml_path}:{line}:{column}: malformed XML ({exc})")
+            self.problems.add("malformed_files", f"{xml_path}:{line}:{column}: malformed XML ({exc})",
+                              left_out=True)
             return None
         if root.tag != "annotation":
-            self.problems.add("malformed_files", f"{xml_path}: root element is <{root.tag}>, expected <annotation>")
+            self.problems.add("malformed_files", f"{xml_path}: root element is <{root.tag}>, expected <annotation>",
+                              left_out=True)
             return None
         filename = root.findtext("filename", "").strip()
+        size = _size(root)
         candidates = [self.root / "JPEGImages" / filename] if filename else []
         candidates.append(self.root / "JPEGImages" / f"{image_id}.jpg")
         image_path = next((p for p in candidates if p.is_file()), candidates[0])
@@ -247,6 +297,7 @@ class VOCDataset(DetectionDataset):
             np.asarray(labels, np.int64),
             np.asarray(difficult, bool),
             np.asarray(objects, np.int64),
+            size,
         )
 
     def _parse_object(self, obj: ET.Element, where: str) -> tuple[tuple, int, bool]:

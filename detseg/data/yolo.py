@@ -36,7 +36,8 @@ import numpy as np
 import yaml
 
 from .sample import (
-    DatasetError, DetectionDataset, ProblemLog, Sample, check_class_names, read_image, sanitize_boxes,
+    DatasetError, DetectionDataset, ImageReadError, ProblemLog, Sample, check_class_names, read_image,
+    read_image_sizes, sanitize_boxes,
 )
 from .voc import IMAGE_EXTENSIONS, _iter_samples, _save_image
 
@@ -104,7 +105,7 @@ def _parse_labels(path: Path, num_classes: int, problems: ProblemLog):
     try:
         text = path.read_text()
     except UnicodeDecodeError as exc:
-        problems.add("malformed_files", f"{path}: not a text file ({exc})")
+        problems.add("malformed_files", f"{path}: not a text file ({exc})", left_out=True)
         return None
     classes, boxes, polygons, lines = [], [], [], []
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -194,11 +195,16 @@ class YOLODataset(DetectionDataset):
         transform: callable ``Sample -> Sample`` applied after box sanitising.
         strict: raise at the end of the build if a fatal problem was found; ``False`` keeps
             them in ``self.problems`` and the usable rest in the dataset (the checker's mode).
+        check_image_sizes: read every image header at build time (threads, no decoding):
+            unreadable or truncated images are problems found before training, and the sizes
+            let the boxes that loading will drop be reported then.
 
     Problems (recorded in ``self.problems``, the line or image left out): listed images that
     do not exist, label files that are not text, and malformed label lines: wrong column
     count, a non-number, coordinates outside ``[0, 1]`` by more than :data:`COORD_TOLERANCE`,
-    class id out of range (each naming ``file:line``).
+    class id out of range (each naming ``file:line``); with ``check_image_sizes``, unreadable
+    images. Reported, not fatal (with ``check_image_sizes``): lines whose box loading will drop
+    (zero width or height) or clip (within the tolerance outside ``[0, 1]``), naming ``file:line``.
 
     Raises:
         DatasetError: unreadable yaml, bad ``names``, a missing split key or folder (the
@@ -218,6 +224,7 @@ class YOLODataset(DetectionDataset):
         keep_empty: bool = True,
         transform=None,
         strict: bool = True,
+        check_image_sizes: bool = False,
     ) -> None:
         super().__init__(transform, strict=strict)
         self.data_yaml = Path(data_yaml).absolute()
@@ -239,7 +246,6 @@ class YOLODataset(DetectionDataset):
             if label_path.is_file():
                 parsed = _parse_labels(label_path, self.num_classes, self.problems)
                 if parsed is None:
-                    self.problems.skipped_images += 1
                     continue
                 classes, boxes, polygons, lines = parsed
             else:
@@ -253,6 +259,8 @@ class YOLODataset(DetectionDataset):
             self.image_paths.append(image_path)
             self._targets.append((classes, boxes, polygons))
             self._lines.append(lines)
+        if check_image_sizes:
+            self._check_images()
         self.counts["missing_label_files"] = missing_labels
         if self.image_paths and missing_labels == len(self.image_paths):
             logger.warning(
@@ -266,6 +274,21 @@ class YOLODataset(DetectionDataset):
                 self.data_yaml, split, num_boxes, num_polygons,
             )
         self.problems.raise_if_fatal(f"{self.data_yaml} (split {split!r})")
+
+    def _check_images(self) -> None:
+        """Leave out the images whose header is unreadable; record the boxes loading will change."""
+        chosen, sizes = [], []
+        for i, header in enumerate(read_image_sizes(self.image_paths)):
+            if isinstance(header, ImageReadError):
+                self.problems.add("unreadable_images", str(header), left_out=True)
+            else:
+                chosen.append(i)
+                sizes.append(header)
+        self.image_paths = [self.image_paths[i] for i in chosen]
+        self._targets = [self._targets[i] for i in chosen]
+        self._lines = [self._lines[i] for i in chosen]
+        pixel_boxes = [(boxes * [w, h, w, h]).astype(np.float32) for (_, boxes, _), (h, w) in zip(self._targets, sizes)]
+        self._check_boxes(pixel_boxes, sizes, self.image_paths)
 
     def _list_images(self, data: dict, split: str) -> list[Path]:
         entries = data.get(split)
@@ -288,8 +311,8 @@ class YOLODataset(DetectionDataset):
                 listed = [p if p.is_absolute() else path.parent / p for p in listed]
                 for p in listed:
                     if not p.is_file():
-                        self.problems.add("missing_images", f"{p}: image file not found (listed in {path})")
-                        self.problems.skipped_images += 1
+                        self.problems.add("missing_images", f"{p}: image file not found (listed in {path})",
+                                          left_out=True)
                 images += [p for p in listed if p.is_file()]
             else:
                 raise DatasetError(

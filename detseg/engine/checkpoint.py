@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(InputError):
     """A checkpoint that cannot be read or used; the message names the file (one line)."""
 
 
@@ -85,7 +87,9 @@ def check_resume_config(checkpoint: dict[str, Any], cfg) -> list[str]:
         raise CheckpointError("this checkpoint was written by an older detseg and cannot be resumed exactly; "
                          "start a new run (its weights load with model.weights=...)")
     old, new = _leaves(checkpoint["config"]), _leaves(to_dict(cfg))
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    from_data = ("model.num_classes", "model.class_names")  # unset: the run's (taken from its data)
+    changed = sorted(k for k in old.keys() | new.keys()
+                     if old.get(k) != new.get(k) and not (k in from_data and new.get(k) is None))
     refused = [k for k in changed if not k.startswith(RESUMABLE_CHANGES)]
     if refused:
         detail = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in refused)

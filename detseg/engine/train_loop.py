@@ -15,7 +15,7 @@ import contextlib
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,9 +24,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..config import ExperimentConfig, TrainConfig, dump_config, to_dict
+from ..config import ConfigError, ExperimentConfig, TrainConfig, dump_config, to_dict
 from ..data.build import build_datasets, make_loader
-from ..models import build_model
+from ..models import build_model, model_spec
+from ..weights import load_weights
 from .checkpoint import check_resume_config, load_checkpoint, save_checkpoint
 from .curves import plot_curves, write_csv
 from .distributed import all_reduce_mean, barrier, cleanup, init_distributed, is_main_process, local_device
@@ -208,19 +209,47 @@ class Run:
         return is_main_process()
 
 
-def build_run(cfg: ExperimentConfig, run_dir: Path, quiet: bool) -> Run:
-    """Model, data, optimiser, schedule and precision of ``cfg`` (joins DDP under torchrun)."""
+def classes_from_data(cfg: ExperimentConfig, dataset) -> ExperimentConfig:
+    """``cfg`` with ``model.num_classes`` and ``model.class_names`` taken from ``dataset`` where unset.
+
+    Raises:
+        ConfigError: the config's class count disagrees with the data's (before anything trains).
+    """
+    names = tuple(dataset.class_names)
+    m = cfg.model
+    if m.num_classes is not None and m.num_classes != len(names):
+        shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        raise ConfigError(f"model.num_classes={m.num_classes} but the training data has {len(names)} classes "
+                          f"({shown}); remove model.num_classes to take the data's, or fix the data")
+    if m.class_names is None and is_main_process():
+        print(f"[train] {len(names)} classes from the data: " + ", ".join(names[:10])
+              + (f" ... (+{len(names) - 10})" if len(names) > 10 else ""), flush=True)
+    model = replace(m, num_classes=len(names), class_names=m.class_names or names)
+    return replace(cfg, model=model)
+
+
+def build_run(cfg: ExperimentConfig, run_dir: Path, quiet: bool, resuming: bool = False) -> Run:
+    """Model, data, optimiser, schedule and precision of ``cfg`` (joins DDP under torchrun).
+
+    A new run starts from ``model.weights`` when set (a resumed one from its checkpoint).
+    """
     tc = cfg.train
     set_deterministic(tc.deterministic)
     device = local_device(resolve_device(tc.device))
     rank, world = init_distributed(device)
-    seed_everything(tc.seed)
-    model = build_model(cfg.model).to(device)
-    with_masks = getattr(model, "with_masks", False)
-    train_set, val_set = build_datasets(cfg.data, model.task, with_masks=with_masks, seed=tc.seed, rank=rank)
-    class_names = cfg.model.class_names or tuple(train_set.class_names)
+    spec = model_spec(cfg.model.arch)
+    with_masks = spec.with_masks
+    train_set, val_set = build_datasets(cfg.data, spec.task, with_masks=with_masks, seed=tc.seed, rank=rank,
+                                        report_dir=run_dir)
+    cfg = classes_from_data(cfg, train_set)
+    class_names = cfg.model.class_names
     # the dataset's own category ids (COCO ids are not contiguous), so results can be written in them
     category_ids = [int(c) for c in getattr(train_set, "category_ids", None) or range(1, len(class_names) + 1)]
+    seed_everything(tc.seed)
+    model = build_model(cfg.model)
+    if cfg.model.weights and not resuming:
+        load_weights(model, cfg.model.weights, log=print if is_main_process() else lambda line: None)
+    model.to(device)
     loader = make_loader(train_set, cfg.data, train=True, seed=tc.seed, rank=rank, world_size=world,
                          pin_memory=device.type == "cuda", deterministic=tc.deterministic)
     val_loader = make_loader(val_set, cfg.data, train=False, pin_memory=device.type == "cuda")
@@ -247,6 +276,9 @@ def build_run(cfg: ExperimentConfig, run_dir: Path, quiet: bool) -> Run:
               + (f"; nominal batch {tc.nominal_batch_size}: loss x {effective} (summed over images), "
                  f"weight decay {weight_decay:.3g}" if tc.nominal_batch_size else ""),
               flush=True)
+        if loader.num_workers != cfg.data.num_workers:
+            print(f"[train] data.num_workers {cfg.data.num_workers} -> {loader.num_workers}: this machine gives "
+                  f"the run {loader.num_workers} CPU cores", flush=True)
         if warmup_steps(tc, total) < tc.warmup_iters:
             print(f"[train] warm-up: {warmup_steps(tc, total)} step(s) ({tc.warmup_iters} configured, capped to "
                   f"{MAX_WARMUP_FRACTION:.0%} of this run's {total} optimiser steps)", flush=True)
@@ -417,13 +449,12 @@ def end_epoch(run: Run, state: RunState, epoch: int, row: dict[str, float]) -> b
                                 resize=cfg.data.augment))
         state.rows.append(row)
         value = row.get(cfg.eval.metric)
-        if value is not None:
-            better = state.best_value is None or (value > state.best_value if cfg.eval.mode == "max" else value < state.best_value)
-            if better:
-                state.best, state.best_value, state.since_best = row, value, 0
-            else:
-                state.since_best += 1
-                stop = cfg.eval.patience is not None and state.since_best >= cfg.eval.patience
+        if value is not None and not math.isnan(value):
+            improved = state.best_value is None or (value > state.best_value if cfg.eval.mode == "max" else value < state.best_value)
+            if improved or value == state.best_value:  # a tie: best.pt becomes the later, longer-trained epoch
+                state.best, state.best_value = row, value
+            state.since_best = 0 if improved else state.since_best + 1
+            stop = cfg.eval.patience is not None and state.since_best >= cfg.eval.patience
         save(run, state, run.run_dir / "last.pt")
         if state.best is row:
             save(run, state, run.run_dir / "best.pt")
@@ -464,10 +495,10 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, quiet: bool = False, resume: 
     checkpoint = load_checkpoint(resume) if resume else None  # a bad file fails before anything is built
     if checkpoint is not None:
         changes = check_resume_config(checkpoint, cfg)
-    run = build_run(cfg, run_dir, quiet)
+    run = build_run(cfg, run_dir, quiet, resuming=checkpoint is not None)
     state = restore(run, checkpoint) if checkpoint is not None else RunState()
     if run.main:
-        (run_dir / "config.yaml").write_text(dump_config(cfg))
+        (run_dir / "config.yaml").write_text(dump_config(run.cfg))  # with the classes the data gave
         if checkpoint is not None and changes:
             print("[train] resume applies: " + ", ".join(changes), flush=True)
     set_lr(run, state.step)

@@ -29,6 +29,10 @@ class ClassificationEvaluator:
         idx = gt_labels.cpu().long() * k + pred_labels.cpu().long()
         self.confusion += torch.bincount(idx, minlength=k * k).view(k, k)
 
+    def class_counts(self) -> dict[str, int]:
+        """Images per true class processed since :meth:`reset`."""
+        return {name: int(n) for name, n in zip(self.class_names, self.confusion.sum(1).tolist())}
+
     def evaluate(self) -> dict[str, float]:
         """``accuracy`` (top-1) and ``accuracy/<class>`` (per-class recall; NaN-free: 0 if absent)."""
         total = int(self.confusion.sum())

@@ -672,7 +672,7 @@ class CocoEvaluator:
     Metric keys (values in [0, 1]; NaN where pycocotools says -1, i.e. no ground truth there):
         ``<t>/mAP``, ``<t>/mAP50``, ``<t>/mAP75``, ``<t>/mAP_s|m|l``, ``<t>/AR1|AR10|AR100``,
         ``<t>/AR_s|m|l`` (pycocotools' 12 stats, see :data:`STAT_NAMES`), ``<t>/AP/<class>``
-        (IoU .5:.95, all areas, 100 dets), ``<t>/f1_best`` and ``<t>/f1_threshold`` (the one
+        (IoU .5:.95, all areas, 100 dets), ``<t>/AP50/<class>`` (IoU .5), ``<t>/f1_best`` and ``<t>/f1_threshold`` (the one
         score threshold maximizing class-averaged F1 at ``f1_iou``), ``<t>/f1_threshold/<class>``
         (each class's own best), for ``<t>`` in ``iou_types``.
 
@@ -921,6 +921,9 @@ class CocoEvaluator:
             for name, k in zip(names, pos):
                 valid = prec[:, :, k][prec[:, :, k] > -1]
                 metrics[f"{iou_type}/AP/{name}"] = float(valid.mean()) if valid.size else math.nan
+            for name, k in zip(names, pos):  # IoU 0.5 is the first of params.iouThrs
+                valid = prec[0, :, k][prec[0, :, k] > -1]
+                metrics[f"{iou_type}/AP50/{name}"] = float(valid.mean()) if valid.size else math.nan
             m = E.matches(self.f1_iou)
             m["category"] = np.argsort(pos)[m["category"]]  # catIds position -> label
             m["num_gt"] = m["num_gt"][pos]
@@ -932,6 +935,15 @@ class CocoEvaluator:
             for name, thr in zip(names, table.best_per_class()[1]):
                 metrics[f"{iou_type}/f1_threshold/{name}"] = float(thr)
         return metrics
+
+    def class_counts(self) -> dict[str, int]:
+        """Ground-truth instances per class name in the last :meth:`evaluate` (crowd regions not
+        counted), for the ``instances`` column of :func:`~detseg.evaluation.report.format_metrics`."""
+        if not self._f1:
+            raise RuntimeError("class_counts() needs evaluate() first")
+        names = self.class_names or tuple(str(i) for i in range(self._num_classes()))
+        table = next(iter(self._f1.values()))
+        return {name: int(n) for name, n in zip(names, table.num_gt)}
 
     # ---- outputs -------------------------------------------------------------------------
 

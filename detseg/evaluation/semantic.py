@@ -91,6 +91,12 @@ class SemanticEvaluator:
         else:
             self.confusion += counts.to(self.confusion.device)
 
+    def class_counts(self) -> dict[str, int]:
+        """Labelled (not ignored) pixels per true class processed since :meth:`reset`."""
+        c = self.num_classes
+        cm = self.confusion if self.confusion is not None else torch.zeros(c, c, dtype=torch.int64)
+        return {name: int(n) for name, n in zip(self.class_names, cm.sum(1).tolist())}
+
     def evaluate(self) -> dict[str, float]:
         """``miou``, ``pixel_acc``, ``mean_acc`` and ``iou/<name>`` (see the class docstring)."""
         c = self.num_classes

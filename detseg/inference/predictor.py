@@ -164,8 +164,9 @@ class Predictor:
                 the model of the saved config, or a checkpoint without class names.
         """
         state = load_checkpoint(path)
-        cfg = from_dict(ExperimentConfig, state["config"], source=f"{path} (saved config)")
-        model = build_model(cfg.model)
+        # the training data and weights files need not exist where the model is deployed
+        cfg = from_dict(ExperimentConfig, state["config"], source=f"{path} (saved config)", check_paths=False)
+        model = build_model(cfg.model, pretrained=False)
         try:
             model.load_state_dict(state.get("ema") or state["model"])
         except RuntimeError as exc:

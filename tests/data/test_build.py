@@ -91,13 +91,13 @@ def test_masks_only_when_needed():
     assert build_datasets(cfg, "detection", with_masks=True)[0][0].masks is not None
 
 
-def test_corrupt_image_is_skipped_and_counted_by_the_loader(tmp_path, caplog):
+def test_image_corrupted_after_the_build_is_skipped_and_counted_by_the_loader(tmp_path, caplog):
     ann = write_coco(ShapesConfig(num_images=5, image_size=(48, 48), max_size=20), tmp_path)
-    (tmp_path / "images" / "000002.png").write_bytes(b"truncated")
     opts = [f"data.{s}.{k}={v}" for s in ("train", "val")
             for k, v in (("images", tmp_path / "images"), ("annotations", ann))]
     cfg = data_cfg("data.format=coco", "data.max_bad_fraction=0.5", *opts)
     train, _ = build_datasets(cfg, "detection")
+    (tmp_path / "images" / "000002.png").write_bytes(b"truncated")  # a disk fault mid-run
     batches = list(make_loader(train, cfg, train=False))
     assert sum(b.skipped for b in batches) == 1 and sum(len(b) for b in batches) == 4
     assert "000002.png" in caplog.text

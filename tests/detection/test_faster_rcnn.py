@@ -178,7 +178,8 @@ def test_bad_targets_fail_at_the_boundary(model, images, target, message):
 
 def test_single_feature_map_c4():
     torch.manual_seed(0)
-    cfg = ModelConfig(arch="faster_rcnn", backbone=BackboneConfig(name="resnet18", width=0.125, out_features=("c4",)))
+    cfg = ModelConfig(arch="faster_rcnn", num_classes=3,
+                      backbone=BackboneConfig(name="resnet18", width=0.125, out_features=("c4",)))
     cfg.two_stage.rpn.anchor_sizes = ((16, 32, 64),)
     cfg.two_stage.roi_heads.representation_size = 32
     model = build_model(cfg)

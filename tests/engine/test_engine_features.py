@@ -367,3 +367,20 @@ def test_ddp_ranks_draw_different_augmentations_and_reruns_repeat_them(tmp_path,
     assert torch.equal(a0, b0) and torch.equal(a1, b1)
     same = (a0 == a1).all(dim=1).float().mean().item()  # share of pixels identical in all channels
     assert same < 0.1, same
+
+
+def test_best_checkpoint_ties_go_to_the_later_epoch_but_do_not_reset_patience(tmp_path, repo, monkeypatch):
+    """The probe's accuracy never changes: best.pt is the last validated epoch, and patience 2 stops at epoch 3."""
+    monkeypatch.setattr(tl, "build_model", lambda cfg: Probe())
+    run = new_run_dir(tmp_path, "ties")
+    train(tiny(repo, *PROBE, "train.epochs=6", "eval.patience=2"), run, quiet=True)
+    assert load_checkpoint(run / "best.pt")["epoch"] == load_checkpoint(run / "last.pt")["epoch"] == 3
+
+
+def test_workers_are_capped_to_the_cores_of_the_machine(repo, capsys):
+    from detseg.data.build import build_datasets, make_loader
+
+    cfg = tiny(repo, "data.num_workers=512").data
+    train_set, _ = build_datasets(cfg, "classification")
+    loader = make_loader(train_set, cfg, train=True)
+    assert 1 <= loader.num_workers == len(os.sched_getaffinity(0)) < 512

@@ -16,7 +16,7 @@ TINY = ["model.backbone.width=0.125", "model.segmentation.unet.base_channels=4",
 
 def tiny_model(arch: str, extra=()) -> SemanticSegmenter:
     dilate = ["model.backbone.output_stride=16"] if arch == "deeplabv3" else []
-    overrides = [f"model.arch={arch}", *TINY, *dilate, *extra]
+    overrides = [f"model.arch={arch}", "model.num_classes=3", *TINY, *dilate, *extra]
     return build_model(load_config(None, overrides).model)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -240,3 +241,20 @@ def test_isbi_0_255_masks_checked_with_mask_values(capsys):
     assert "  255: 30 masks, 78.0% of pixels -> cell" in out
     code, out, _ = _run(capsys, isbi, "--class-names", "cell")  # default rule: 255 is ignore
     assert code == 1 and f"{isbi / 'labels' / '00.png'} and the other masks hold only values [0, 255]" in out
+
+
+def test_truncated_images_and_boxes_reading_drops_are_reported_by_file_and_line(tmp_path, capsys):
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    for stem, text in {"a": "0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0 0.2\n", "b": "1 0.5 0.5 0.2 0.2\n"}.items():
+        cv2.imwrite(str(images / f"{stem}.png"), np.full((10, 20, 3), 70, np.uint8))
+        (labels / f"{stem}.txt").write_text(text)
+    data = (images / "b.png").read_bytes()
+    (images / "b.png").write_bytes(data[: len(data) // 2])  # an interrupted copy: the header still reads
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump({"path": ".", "train": "images", "names": ["a", "b"]}))
+    code, out, _ = _run(capsys, tmp_path / "data.yaml")
+    assert code == 1 and "result: FAILED: 1 unreadable images" in out
+    assert f"{images / 'b.png'}: truncated or corrupt image (no PNG end marker" in out
+    assert re.search(r"boxes of zero or negative width/height \(dropped\) +1\n", out)
+    assert f"{images / 'a.png'}: a.txt:2: box xyxy [10, 4, 10, 6] in a 10x20 (HxW) image" in out

@@ -17,7 +17,7 @@ def test_train_cli_end_to_end(tmp_path, repo):
                "model.backbone.width=0.125", "data.image_size=32", "data.num_train=32",
                "data.num_val=16", "train.epochs=1", "train.device=cpu")
     assert proc.returncode == 0, proc.stderr
-    assert "backbone:" in proc.stdout and "best: " in proc.stdout and "accuracy=" in proc.stdout
+    assert "backbone:" in proc.stdout and "best epoch (by accuracy):" in proc.stdout and "\naccuracy  0." in proc.stdout
     assert (out / "best.pt").is_file() and (out / "config.yaml").is_file()
 
 
@@ -89,4 +89,29 @@ def test_device_cuda_without_a_gpu_is_one_line_before_any_folder(tmp_path, repo)
 def test_unknown_arch_is_one_line_and_leaves_no_folder(tmp_path, repo):
     proc = run(repo, "configs/classifier_resnet18_shapes.yaml", "--out", str(tmp_path / "x"), "model.arch=yolov9")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "unknown model arch 'yolov9'" in proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_num_classes_comes_from_the_data_and_a_mismatch_is_one_line(tmp_path, repo):
+    tiny = ["model.backbone.width=0.125", "data.image_size=32", "data.num_train=16", "data.num_val=8",
+            "train.device=cpu", "train.epochs=1"]
+    out = tmp_path / "run"
+    proc = run(repo, "configs/classifier_resnet18_shapes.yaml", "--out", str(out), "--quiet", "model.num_classes=null",
+               *tiny)
+    assert proc.returncode == 0, proc.stderr
+    assert "[train] 3 classes from the data: circle, rectangle, triangle" in proc.stdout
+    assert "num_classes: 3" in (out / "config.yaml").read_text()
+    proc = run(repo, "configs/classifier_resnet18_shapes.yaml", "--out", str(tmp_path / "bad"), "model.num_classes=5",
+               *tiny)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "model.num_classes=5 but the training data has 3 classes (circle, rectangle, triangle)" in proc.stderr
+    assert not (tmp_path / "bad").exists() and "epoch 1/1" not in proc.stdout
+
+
+def test_a_data_key_the_format_does_not_read_is_one_line_before_any_folder(tmp_path, repo):
+    proc = run(repo, "configs/faster_rcnn_shapes.yaml", "--out", str(tmp_path / "x"), "data.format=voc",
+               f"data.train.root={tmp_path}", f"data.val.root={tmp_path}", "data.image_size=32")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr == ("error: data.image_size (in command-line override 'data.image_size=32') does nothing for "
+                           "data.format=voc: the model input size is data.augment.image_size\n")
     assert not (tmp_path / "x").exists()

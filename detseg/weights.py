@@ -20,11 +20,10 @@ import os
 from collections import Counter
 from typing import Callable
 
-import torch
 from torch import Tensor, nn
 
 from .backbones.base import Backbone
-from .backbones.weights import WeightsError, rename_old_densenet_keys, resolve
+from .backbones.weights import WeightsError, load_torch_file, rename_old_densenet_keys, resolve
 
 def read_weights(source: str | os.PathLike) -> dict[str, Tensor]:
     """The tensors of a weights file: a state dict, or the (EMA) model of a detseg checkpoint.
@@ -34,13 +33,10 @@ def read_weights(source: str | os.PathLike) -> dict[str, Tensor]:
     """
     path = resolve(source)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        try:  # a detseg checkpoint also holds RNG states and the config: a full (trusted) unpickle
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise WeightsError(f"cannot read weights from {path} (truncated or not a torch file?): "
-                               f"{' '.join(str(exc).split())[:200]}") from None
+        obj = load_torch_file(path)
+    except Exception as exc:
+        raise WeightsError(f"cannot read weights from {path} (truncated or not a torch file?): "
+                           f"{' '.join(str(exc).split())[:200]}") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict) and "config" in obj:
         obj = obj.get("ema") or obj["model"]  # a detseg checkpoint: its validated (EMA) weights
     for key in ("state_dict", "model"):

@@ -93,8 +93,8 @@ def test_torchvision_weight_names_resolve_through_the_cache(torch_home, repo, tm
 def test_a_detseg_checkpoint_as_backbone_pretrained_points_to_model_weights(tmp_path, repo):
     from detseg.backbones.build import build_backbone
 
-    torch.save({"model": {}, "config": {}, "rng": {"numpy": __import__("numpy").zeros(2)}}, tmp_path / "best.pt")
-    with pytest.raises(WeightsError, match=r"best.pt .*a detseg checkpoint goes in model.weights"):
+    torch.save({"model": {}, "config": {}, "rng": {"numpy": __import__("numpy").random.get_state()}}, tmp_path / "best.pt")
+    with pytest.raises(WeightsError, match=r"best.pt is a detseg checkpoint: start a new run from it with model.weights="):
         build_backbone("resnet18", width=0.125, pretrained_path=str(tmp_path / "best.pt"))
 
 

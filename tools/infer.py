@@ -2,6 +2,7 @@
 
 Usage:
     python tools/infer.py --checkpoint RUN/best.pt --source PATH [--out DIR] [options]
+    python tools/infer.py --checkpoint RUN/best.onnx --source PATH ...   # an exported file, onnxruntime
 
 PATH is an image, a folder, a glob (quote it: "data/*.jpg"), a video file (mp4/avi/mov/mkv) or a
 camera index (0). Results go to DIR (default ``RUN/infer/``):
@@ -12,6 +13,10 @@ camera index (0). Results go to DIR (default ``RUN/infer/``):
   there are more than 254 classes), one colour overlay per image with a key naming the classes
   present, ``segmentation.json`` (per image: its label map and the pixels of each class) and
   ``images.json``;
+* images, detectors, with ``--save-format coco|yolo|voc``: also ``<format>/``, the detections
+  at or above ``--save-score`` as a dataset in that format with copies of the images under
+  their own names: pre-annotations to import into CVAT or Label Studio, or to correct and train
+  on (see ``detseg/inference/pre_annotations.py``);
 * video: the drawn video at the input's frame rate and size (H.264 when OpenCV has it, else
   mp4v; the codec used is printed) and ``<name>.jsonl`` with one line per frame: its detections,
   or a segmenter's pixels per class. Frames are streamed in batches, so memory stays flat
@@ -38,6 +43,7 @@ from tqdm import tqdm
 
 from detseg.data.sample import ImageReadError, read_image
 from detseg.inference import Predictor, Result
+from detseg.inference.pre_annotations import FORMATS, PredictionDataset
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"}
@@ -47,6 +53,7 @@ EXAMPLES = """examples:
   python tools/infer.py --checkpoint runs/yolo/best.pt --source "imgs/*.png" --score 0.5 --classes 0 2
   python tools/infer.py --checkpoint runs/unet/best.pt --source clip.mp4 --out runs/unet/video
   python tools/infer.py --checkpoint runs/yolo/best.pt --source big.tif --tile 640 --device cuda --half
+  python tools/infer.py --checkpoint runs/yolo/best.pt --source imgs/ --save-format coco --save-score 0.5
 """
 
 
@@ -107,8 +114,9 @@ def open_writer(path: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.Vide
     raise OSError(f"OpenCV cannot write video to {path}")
 
 
-def run_images(predictor: Predictor, files: list[Path], out: Path, args, tally: Tally) -> int:
-    """Predict, draw and record every image; returns how many were processed."""
+def run_images(predictor: Predictor, files: list[Path], out: Path, args, tally: Tally,
+               dataset: PredictionDataset | None = None) -> int:
+    """Predict, draw and record every image (detections also into ``dataset``); returns how many were processed."""
     segmenter = predictor.model.task == "segmentation"
     results, images, bad = [], [], []
     if segmenter:
@@ -135,6 +143,8 @@ def run_images(predictor: Predictor, files: list[Path], out: Path, args, tally: 
                                 "areas": r.areas})
             else:
                 results += r.to_coco(image_id)
+                if dataset is not None:
+                    dataset.add(f, r)
             if not args.no_save:
                 cv2.imwrite(str(out / f"{f.stem}.jpg"), cv2.cvtColor(r.plot(), cv2.COLOR_RGB2BGR))
     if segmenter:
@@ -187,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line: every option with its meaning and default, examples at the end."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="best.pt / last.pt written by tools/train.py")
+    parser.add_argument("--checkpoint", required=True, help="best.pt / last.pt written by tools/train.py, or a .onnx "
+                        "file written by tools/export.py (run with onnxruntime, same outputs)")
     parser.add_argument("--source", required=True, help="image, folder, glob, video file or camera index")
     parser.add_argument("--out", help="output folder (default: <checkpoint folder>/infer)")
     parser.add_argument("--score", type=float, default=0.25, help="drop detections below this score (default: %(default)s)")
@@ -202,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "images; detections merged with NMS, segmentation probabilities averaged)")
     parser.add_argument("--no-save", action="store_true", help="write predictions only (json, label maps), "
                         "no drawn pictures/video")
+    parser.add_argument("--save-format", choices=FORMATS, help="also write the detections on images as a dataset "
+                        "in this format into OUT/<format>/ (pre-annotations for CVAT or Label Studio)")
+    parser.add_argument("--save-score", type=float, default=0.5, help="score threshold of the --save-format dataset, "
+                        "at least --score (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -212,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         predictor = Predictor.from_checkpoint(args.checkpoint, image_size=args.image_size, device=args.device,
                                               half=args.half, score_threshold=args.score, classes=args.classes)
+        dataset = PredictionDataset.for_predictor(predictor, args.save_score) if args.save_format else None
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
@@ -222,12 +238,16 @@ def main(argv: list[str] | None = None) -> int:
     is_video = args.source.isdigit() or Path(args.source).suffix.lower() in VIDEO_EXTENSIONS
     try:
         if is_video:
+            if dataset is not None:
+                raise OSError("--save-format writes a dataset of image files; extract the video's frames first")
             n, unit = run_video(predictor, args.source, out, args, tally), "frames"
         else:
             files = list_images(args.source)
             if not files or (len(files) == 1 and not files[0].exists()):
                 raise OSError(f"no images found at {args.source}")
-            n, unit = run_images(predictor, files, out, args, tally), "images"
+            n, unit = run_images(predictor, files, out, args, tally, dataset), "images"
+            if dataset is not None:
+                print(dataset.summary(args.save_format, dataset.write(args.save_format, out / args.save_format)))
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -411,6 +411,9 @@ def zoo_sections() -> list[str]:
                   [(b["model"], b["train"], b["inference"], b["peer"], b["setting"], b["hardware"],
                     f"`{b['command']}`") for b in gpu] or [("not measured", "", "", "", "", "", "")],
                   align="lllllll")
+    out += cpu_speed_section(entries.get("_cpu_benchmarks"))
+    real = REPO / "docs" / "real_data.yaml"
+    out += real_data_section(yaml.safe_load(real.read_text(encoding="utf-8")) if real.is_file() else {})
     pictures = [p for p in configs if (REPO / "docs" / "images" / f"{p.stem}.png").is_file()]
     if pictures:
         out += ["## Pictures", "",
@@ -418,6 +421,45 @@ def zoo_sections() -> list[str]:
                 "(`python tools/demo.py --draw RUN/best.pt --out docs/images`).", ""]
         for p in pictures:
             out += [f"**`{p.name}`**", "", f"![{p.stem} predictions](images/{p.stem}.png)", ""]
+    return out
+
+
+def cpu_speed_section(bench: dict | None) -> list[str]:
+    """The zoo's CPU latency table: one run of ``benchmarks/cpu_speed.py``, detseg next to its peers."""
+    out = ["## CPU speed", ""]
+    if not bench:
+        return out + ["not measured", ""]
+    out += [f"Batch-1 latency on a CPU, each detseg model timed next to its peer in the same run "
+            f"(`{bench['command']}`): {bench['setting']}. Measured on {bench['hardware']}.", ""]
+    out += _table(("model", "runtime", "detseg ms (images/s)", "peer", "peer ms (images/s)", "peer / detseg",
+                   "GFLOPs detseg / peer", "FLOP utilisation detseg / peer"),
+                  [(r["model"], r["runtime"], f"{r['detseg_ms']:.1f} ({1000 / r['detseg_ms']:.2f})", r["peer"],
+                    f"{r['peer_ms']:.1f} ({1000 / r['peer_ms']:.2f})", f"{r['peer_ms'] / r['detseg_ms']:.2f}",
+                    r["gflops"], r["utilisation"]) for r in bench["rows"]], align="llrlrrrr")
+    worst = min(bench["rows"], key=lambda r: r["peer_ms"] / r["detseg_ms"])
+    out += [f"Worst ratio peer / detseg: {worst['peer_ms'] / worst['detseg_ms']:.2f} ({worst['model']}, "
+            f"{worst['runtime']}). {bench['notes']}", ""]
+    return out
+
+
+def real_data_section(doc: dict) -> list[str]:
+    """The zoo's real-data table: one run of ``benchmarks/real_data.py``, detseg next to its peer."""
+    out = ["## Real images", ""]
+    isbi = doc.get("isbi2012")
+    if not isbi:
+        return out + ["not measured", ""]
+    out += [f"Segmenters on {isbi['data']} (`{isbi['command']}`): {isbi['setting']}. Measured on "
+            f"{isbi['hardware']}. Membrane IoU is the foreground class's; the peer's ratio column is "
+            "detseg / smp.", ""]
+    peer = next((r for r in isbi["rows"] if r["peer"]), None)
+    out += _table(("model", "params", "membrane IoU", "mIoU", "pixel acc", "best epoch", "train time", "IoU / smp"),
+                  [(r["model"], f"{r['params'] / 1e6:.1f} M", f"{r['membrane_iou']:.3f}", f"{r['miou']:.3f}",
+                    f"{r['pixel_acc']:.3f}", r["best_epoch"], f"{r['seconds']} s",
+                    f"{r['membrane_iou'] / peer['membrane_iou']:.3f}" if peer and not r["peer"] else "")
+                   for r in isbi["rows"]], align="lrrrrrrr")
+    if isbi.get("notes"):
+        out += [isbi["notes"], ""]
+    out += [f"![ISBI 2012 validation curves]({isbi['picture']})", ""]
     return out
 
 

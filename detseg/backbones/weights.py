@@ -26,6 +26,21 @@ class WeightsError(InputError):
 TORCHVISION_PREFIX = "torchvision:"
 
 
+def _numpy_globals() -> list:
+    """The numpy types a detseg checkpoint pickles (NumPy's RNG state in ``rng``)."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core  # numpy 2 / 1
+    return [np.ndarray, np.dtype, core.multiarray._reconstruct, type(np.dtype("uint32"))]
+
+
+def load_torch_file(path: str | os.PathLike):
+    """``torch.load`` with ``weights_only=True`` (never arbitrary code from a file), admitting the
+    numpy arrays that detseg checkpoints hold besides tensors."""
+    with torch.serialization.safe_globals(_numpy_globals()):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def resolve(source: str | os.PathLike) -> str:
     """A local file for ``source``: a path, or a ``torchvision:<Weights>.<NAME>`` name.
 
@@ -74,11 +89,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """
     path = resolve(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_torch_file(path)
     except Exception as exc:  # corrupt or non-torch file: say which file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"cannot read weights from {path} (truncated, or not a state dict of tensors: "
-                           f"a detseg checkpoint goes in model.weights): {reason}") from exc
+        raise WeightsError(f"cannot read weights from {path} (truncated or not a torch file?): {reason}") from exc
+    if isinstance(obj, dict) and "config" in obj and "model" in obj:
+        raise WeightsError(f"{path} is a detseg checkpoint: start a new run from it with model.weights={path} "
+                           "(a backbone's pretrained file is an ImageNet state dict)")
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

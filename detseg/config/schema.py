@@ -126,8 +126,8 @@ class AugmentConfig:
             whole (albumentations ``BBoxSafeRandomCrop``; training).
         color_jitter: strength ``s`` of brightness/contrast/saturation jitter (factors in
             ``[1 - s, 1 + s]``) and hue jitter (``+-s / 10`` of the colour circle); 0 disables.
-        mosaic_prob: probability that :class:`MosaicDataset` builds a 4-image mosaic (training,
-            single-shot detectors); only used by ``MosaicDataset``.
+        mosaic_prob: probability that the training set builds a 4-image mosaic
+            (:class:`~detseg.data.transforms.AugmentedDataset`; single-shot detectors).
         close_mosaic: mosaics are switched off for the last ``close_mosaic`` epochs, so the
             model ends on images that look like the test ones (YOLOX/Ultralytics do the same).
         pad_value: grey level of image padding (114, as YOLO).
@@ -306,6 +306,9 @@ class TrainConfig:
         seed: seeds Python, NumPy and torch; every epoch reseeds with ``seed + epoch``, so a
             resumed run replays exactly.
         out_dir / name: runs go to ``out_dir/name`` (``name`` defaults to the config file's stem).
+        tensorboard: write TensorBoard event files into the run folder (losses and learning rate
+            per batch; validation losses, metrics and pictures of predictions per evaluation; tags
+            in :mod:`detseg.engine.tensorboard`); view with ``tensorboard --logdir runs``.
     """
 
     epochs: int = 10
@@ -335,6 +338,7 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "runs"
     name: str | None = None
+    tensorboard: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import DataConfig
+from ..config import ConfigError, DataConfig
 from ..config.schema import SplitConfig
 from ..structures.instances import collate
 from .classification import classification_datasets
@@ -63,7 +63,7 @@ def _yolo(cfg: DataConfig, split: SplitConfig, task: str, with_masks: bool):
 
 def _masks(cfg: DataConfig, split: SplitConfig, task: str, with_masks: bool):
     if not cfg.class_names:
-        raise ValueError("data.class_names is required for data.format=masks (one name per label value >= 1)")
+        raise ConfigError("data.class_names is required for data.format=masks (one name per label value >= 1)")
     return MaskFolderDataset(split.images, split.masks, class_names=cfg.class_names, ignore_index=cfg.ignore_index,
                              mask_values=cfg.mask_values, strict=False)
 
@@ -105,7 +105,7 @@ def build_datasets(cfg: DataConfig, task: str, *, with_masks: bool = False, seed
     """
     if task == "classification":
         if cfg.format != "shapes":
-            raise ValueError(f"the classifier trains on data.format=shapes only, got {cfg.format!r}")
+            raise ConfigError(f"the classifier trains on data.format=shapes only, got {cfg.format!r}")
         return classification_datasets(cfg)
     needs_masks = with_masks or task == "segmentation"
     if cfg.format == "shapes":
@@ -117,7 +117,7 @@ def build_datasets(cfg: DataConfig, task: str, *, with_masks: bool = False, seed
             split = getattr(cfg, name)
             missing = [f"data.{name}.{key}" for key in required if getattr(split, key) is None]
             if missing:
-                raise ValueError(f"data.format={cfg.format} needs {', '.join(missing)}")
+                raise ConfigError(f"data.format={cfg.format} needs {', '.join(missing)}")
             splits.append(reader(cfg, split, task, needs_masks))
         train, val = splits
         preflight({"train": train, "val": val}, cfg.bad_samples, coco_val=cfg.format == "coco",

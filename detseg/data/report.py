@@ -624,48 +624,45 @@ def open_dataset(
 ):
     """Build the reader of ``format`` (``coco``, ``voc``, ``yolo``, ``masks``) without any transform.
 
-    Everything is kept (empty images, crowd regions, VOC ``difficult`` objects as crowd) so that
-    a report or a conversion sees the whole dataset.
+    The readers are training's (:data:`detseg.data.build.READERS`), with everything kept (empty
+    images, crowd regions, VOC ``difficult`` objects as crowd) so that a report or a conversion
+    sees the whole dataset. They record their problems in ``dataset.problems`` (every image
+    header read: unreadable or truncated files, sizes against the annotations') and leave the bad
+    items out.
 
     Args:
-        strict: ``False`` for a report: the reader records its problems in ``dataset.problems``
-            and leaves the bad items out instead of raising (and reads every image header then:
-            unreadable or truncated files, sizes against the annotations').
+        strict: raise one :class:`DatasetError` when a fatal problem was found (a conversion);
+            ``False`` keeps them for a report.
 
     Raises:
         DatasetError: from the reader (missing files, malformed annotations ...), naming the file.
         ValueError: an unknown format, a missing path argument, or bad mask-folder options.
     """
-    from .coco import CocoDataset
-    from .mask_folder import MaskFolderDataset
-    from .voc import VOC_CLASSES, VOCDataset
-    from .yolo import YOLODataset
+    from ..config.schema import DataConfig, SplitConfig
+    from .build import READERS  # the one place formats become readers
 
-    if format == "coco":
-        if images is None or annotations is None:
-            raise ValueError("coco needs images and annotations")
-        return CocoDataset(annotations, images, with_masks=with_masks, keep_empty=True, strict=strict,
-                           check_image_sizes=not strict)
-    if format == "voc":
-        if root is None:
-            raise ValueError("voc needs root")
-        return VOCDataset(root, split, class_names=class_names or VOC_CLASSES, keep_difficult=True,
-                          keep_empty=True, strict=strict, check_image_sizes=not strict)
-    if format == "yolo":
-        if data_yaml is None:
-            raise ValueError("yolo needs data_yaml")
-        return YOLODataset(data_yaml, split, keep_empty=True, strict=strict, check_image_sizes=not strict)
-    if format == "masks":
-        if images is None or masks is None:
-            raise ValueError("masks needs images and masks")
+    if format not in READERS:
+        raise ValueError(f"unknown dataset format {format!r}; choose one of {CHECK_FORMATS}")
+    if format == "masks" and images is not None and masks is not None:
         if not class_names and mask_values:
             class_names = mask_class_names(mask_values)
         if not class_names:
             raise DatasetError(f"{masks}: a mask folder needs class names (--class-names, or --mask-values "
                                f"naming them); its masks hold values {stored_mask_values(masks)}")
-        return MaskFolderDataset(images, masks, class_names=class_names, mask_values=mask_values,
-                                 ignore_index=IGNORE_INDEX if ignore_index is None else ignore_index, strict=strict)
-    raise ValueError(f"unknown dataset format {format!r}; choose one of {CHECK_FORMATS}")
+    required, reader = READERS[format]
+    paths = {"images": images, "annotations": data_yaml if format == "yolo" else annotations, "masks": masks,
+             "root": root}
+    missing = [{"annotations": "data_yaml"}.get(k, k) if format == "yolo" else k for k in required if paths[k] is None]
+    if missing:
+        raise ValueError(f"{format} needs {' and '.join(missing)}")
+    cfg = DataConfig(format=format, class_names=tuple(class_names) if class_names else None, keep_empty=True,
+                     keep_difficult=True, mask_values={str(k): v for k, v in mask_values.items()} if mask_values else None,
+                     ignore_index=IGNORE_INDEX if ignore_index is None else ignore_index)
+    dataset = reader(cfg, SplitConfig(split=split, **paths), "detection", with_masks)
+    if strict:
+        dataset.problems.strict = True
+        dataset.problems.raise_if_fatal(dataset.problems.source)  # the source the reader named
+    return dataset
 
 
 def dataset_from_args(args: argparse.Namespace, *, with_masks: bool = True, strict: bool = True):

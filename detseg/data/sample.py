@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..structures import boxes as box_ops
 
 logger = logging.getLogger(__name__)
 
@@ -412,12 +413,9 @@ def sanitize_boxes(sample: Sample, counts: dict[str, int] | None = None, min_siz
     """
     if not sample.num_instances:
         return sample
-    h, w = sample.image.shape[:2]
-    boxes = sample.boxes.copy()
-    boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
-    boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+    boxes = box_ops.clip(sample.boxes, sample.image.shape[:2])
     clipped = int((boxes != sample.boxes).any(1).sum())
-    keep = ((boxes[:, 2] - boxes[:, 0]) >= min_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_size)
+    keep = box_ops.sizes_at_least(boxes, min_size)
     if counts is not None:
         counts["clipped_boxes"] = counts.get("clipped_boxes", 0) + clipped
         counts["dropped_boxes"] = counts.get("dropped_boxes", 0) + int((~keep).sum())

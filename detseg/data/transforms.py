@@ -15,16 +15,9 @@ Training (:func:`build_transforms` with ``train=True``) is an albumentations pip
         -> [ColorJitter] -> crop/pad to the output canvas
 
 Evaluation (``train=False``) is only the deterministic resize, written with OpenCV rather than
-albumentations so that it is *exactly* the affine map ``x' = scale * x + pad`` that
-:func:`letterbox_boxes` / :func:`unletterbox_boxes` apply: post-processing maps predicted boxes
-back to the original image with :func:`unletterbox_boxes` and nothing is added to ``Sample``.
-
-Resize modes (``AugmentConfig.resize``), with ``S = image_size``:
-
-* ``letterbox``: longest side to ``S`` keeping the aspect ratio, then pad (``pad_value``) to
-  ``S x S`` with the image centred (YOLO-style; every batch has one shape).
-* ``keep_ratio``: longest side to ``S``, no padding (the collate function pads the batch).
-* ``stretch``: resize to ``S x S`` ignoring the aspect ratio (the two axes scale differently).
+albumentations so that it is *exactly* the affine map of :class:`~detseg.data.geometry.Resize`
+(the resize modes are described there): evaluation and inference map predictions back to the
+original image with that map's inverse, and nothing is added to ``Sample``.
 
 Example:
     >>> from detseg.data.sample import Sample
@@ -33,7 +26,7 @@ Example:
     >>> out = build_transforms(cfg, train=False)(sample)
     >>> out.image.shape, out.boxes.astype(float).round(2).tolist()
     ((64, 64, 3), [[6.4, 22.4, 19.2, 41.6]])
-    >>> unletterbox_boxes(out.boxes, sample.orig_size, cfg).astype(float).round(3).tolist()
+    >>> Resize.from_config(sample.orig_size, cfg).boxes_back(out.boxes).astype(float).round(3).tolist()
     [[10.0, 10.0, 30.0, 40.0]]
 """
 
@@ -50,6 +43,8 @@ from albumentations.augmentations.crops.transforms import BaseCrop
 from torch.utils.data import Dataset
 
 from ..config.schema import AugmentConfig
+from ..structures import boxes as box_ops
+from .geometry import Resize, scaled_size
 from .sample import IGNORE_INDEX, Sample, sanitize_boxes
 
 
@@ -65,97 +60,9 @@ _CV_MAX_CHANNELS = 512
 
 
 def eval_resize_params(orig_size: tuple[int, int], cfg: AugmentConfig) -> tuple[float, float, float, float]:
-    """The affine map of the evaluation resize: ``x' = scale_x * x + pad_x`` (same for y).
-
-    Args:
-        orig_size: ``(H, W)`` of the image before the transform.
-        cfg: the resize settings (``image_size``, ``resize``).
-
-    Returns:
-        ``(scale_x, scale_y, pad_x, pad_y)``; the scales are equal except for ``stretch``, the
-        pads are whole pixels and zero except for ``letterbox``.
-    """
-    h, w = (int(v) for v in orig_size)
-    size = cfg.image_size
-    if cfg.resize == "stretch":
-        return size / w, size / h, 0.0, 0.0
-    scale = size / max(h, w)
-    if cfg.resize == "keep_ratio":
-        return scale, scale, 0.0, 0.0
-    new_h, new_w = _scaled_size(h, w, scale, scale)
-    return scale, scale, float((size - new_w) // 2), float((size - new_h) // 2)
-
-
-def letterbox_params(orig_size: tuple[int, int], cfg: AugmentConfig) -> tuple[float, float, float]:
-    """``(scale, pad_x, pad_y)`` of the evaluation resize (``letterbox`` and ``keep_ratio``).
-
-    A point ``(x, y)`` of the original image is at ``(scale * x + pad_x, scale * y + pad_y)``
-    in the transformed one.
-
-    Raises:
-        ValueError: for ``resize="stretch"``, whose two axes have different scales (use
-            :func:`eval_resize_params` or :func:`unletterbox_boxes`, which handle every mode).
-    """
-    scale_x, scale_y, pad_x, pad_y = eval_resize_params(orig_size, cfg)
-    if cfg.resize == "stretch":
-        raise ValueError(
-            "resize='stretch' scales x and y differently; use eval_resize_params() or unletterbox_boxes()"
-        )
-    return scale_x, pad_x, pad_y
-
-
-def letterbox_boxes(boxes, orig_size: tuple[int, int], cfg: AugmentConfig):
-    """Map boxes of the original image into the evaluation-resized image.
-
-    Args:
-        boxes: ``[N, 4]`` xyxy absolute pixels of the original image; numpy array or Tensor.
-        orig_size: ``(H, W)`` of the original image.
-        cfg: the resize settings.
-
-    Returns:
-        Boxes of the same type, shape and dtype, not clipped.
-    """
-    sx, sy, px, py = eval_resize_params(orig_size, cfg)
-    return boxes * _as_like(boxes, [sx, sy, sx, sy]) + _as_like(boxes, [px, py, px, py])
-
-
-def unletterbox_boxes(boxes, orig_size: tuple[int, int], cfg: AugmentConfig, clip: bool = True):
-    """Map boxes predicted on the evaluation-resized image back to the original image.
-
-    The inverse of :func:`letterbox_boxes` (and of the box part of the ``train=False``
-    transform), for every resize mode.
-
-    Args:
-        boxes: ``[N, 4]`` xyxy absolute pixels of the resized image; numpy array or Tensor.
-        orig_size: ``(H, W)`` of the original image (``Sample.orig_size``/``Instances.orig_size``).
-        cfg: the resize settings the images were transformed with.
-        clip: clip the result to the original image.
-
-    Returns:
-        Boxes of the same type and shape in original image pixels.
-    """
-    sx, sy, px, py = eval_resize_params(orig_size, cfg)
-    out = (boxes - _as_like(boxes, [px, py, px, py])) / _as_like(boxes, [sx, sy, sx, sy])
-    if clip:
-        h, w = orig_size
-        if isinstance(out, torch.Tensor):
-            out = torch.stack([out[..., 0].clamp(0, w), out[..., 1].clamp(0, h),
-                               out[..., 2].clamp(0, w), out[..., 3].clamp(0, h)], dim=-1)
-        else:
-            out = out.copy()
-            out[..., 0::2] = out[..., 0::2].clip(0, w)
-            out[..., 1::2] = out[..., 1::2].clip(0, h)
-    return out
-
-
-def _as_like(boxes, values: Sequence[float]):
-    if isinstance(boxes, torch.Tensor):
-        return boxes.new_tensor(values)
-    return np.asarray(values, dtype=np.result_type(boxes, np.float32))
-
-
-def _scaled_size(h: int, w: int, scale_y: float, scale_x: float) -> tuple[int, int]:
-    return max(1, int(round(h * scale_y))), max(1, int(round(w * scale_x)))
+    """``(scale_x, scale_y, pad_x, pad_y)`` of :class:`~detseg.data.geometry.Resize` (its older spelling)."""
+    r = Resize.from_config(orig_size, cfg)
+    return r.scale_x, r.scale_y, r.pad_x, r.pad_y
 
 
 # --------------------------------------------------------------------------- numpy helpers
@@ -194,7 +101,7 @@ def _resize(sample: Sample, size_hw: tuple[int, int], scale_xy: tuple[float, flo
     """Resize image/masks/semantic to ``size_hw``; boxes are multiplied by ``scale_xy``.
 
     ``scale_xy`` is passed rather than derived from the sizes so that boxes follow the exact
-    affine map of :func:`eval_resize_params` (the pixel grid differs from it by less than half
+    affine map of :class:`~detseg.data.geometry.Resize` (the pixel grid differs from it by less than half
     a pixel at the far edge, because sizes are rounded).
     """
     h, w = size_hw
@@ -233,10 +140,7 @@ def _finalize(sample: Sample, min_size: float, cut: np.ndarray | None = None) ->
     """
     if not sample.num_instances:
         return sample
-    h, w = sample.image.shape[:2]
-    boxes = sample.boxes.copy()
-    boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
-    boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+    boxes = box_ops.clip(sample.boxes, sample.image.shape[:2])
     keep = np.ones(len(boxes), bool)
     if sample.masks is not None:
         keep &= sample.masks.reshape(len(boxes), -1).any(axis=1)
@@ -244,8 +148,7 @@ def _finalize(sample: Sample, min_size: float, cut: np.ndarray | None = None) ->
             mask_boxes = _mask_boxes(sample.masks[cut])
             boxes[cut, :2] = np.maximum(boxes[cut, :2], mask_boxes[:, :2])
             boxes[cut, 2:] = np.minimum(boxes[cut, 2:], mask_boxes[:, 2:])
-    min_size = max(min_size, _EPS_SIZE)
-    keep &= (boxes[:, 2] - boxes[:, 0] >= min_size) & (boxes[:, 3] - boxes[:, 1] >= min_size)
+    keep &= box_ops.sizes_at_least(boxes, max(min_size, _EPS_SIZE))
     return sample.replace(boxes=boxes).select(keep)
 
 
@@ -308,18 +211,18 @@ def _paste(
 
 
 def _eval_resize(sample: Sample, cfg: AugmentConfig) -> Sample:
-    """The deterministic evaluation resize (see :func:`eval_resize_params`)."""
+    """The deterministic evaluation resize (:class:`~detseg.data.geometry.Resize`)."""
     h, w = sample.image.shape[:2]
-    sx, sy, px, py = eval_resize_params((h, w), cfg)
-    resized = _resize(sample, _scaled_size(h, w, sy, sx), (sx, sy))
+    r = Resize.from_config((h, w), cfg)
+    resized = _resize(sample, r.content_size, (r.scale_x, r.scale_y))
     if cfg.resize != "letterbox":
         return _finalize(resized, _EPS_SIZE)
     size = cfg.image_size
     canvas = np.full((size, size, 3), cfg.pad_value, np.uint8)
     semantic = None if sample.semantic is None else np.full((size, size), IGNORE_INDEX, np.uint8)
-    placed = _paste(canvas, semantic, resized, (int(px), int(py)), (0, 0, size, size))
+    placed = _paste(canvas, semantic, resized, (int(r.pad_x), int(r.pad_y)), (0, 0, size, size))
     # _paste clips boxes to the pasted image; restore the exact affine map for invertibility.
-    placed.boxes = letterbox_boxes(sample.boxes, (h, w), cfg).astype(np.float32)
+    placed.boxes = r.boxes(sample.boxes).astype(np.float32)
     return _finalize(placed, _EPS_SIZE)
 
 
@@ -384,7 +287,7 @@ class DetectionTransform:
     """``Sample -> Sample`` resize (and, for training, augmentation); see the module docstring.
 
     Built by :func:`build_transforms`. Training runs the albumentations pipeline ``compose``;
-    evaluation runs the exact, invertible resize of :func:`eval_resize_params`.
+    evaluation runs the exact, invertible resize of :class:`~detseg.data.geometry.Resize`.
 
     Randomness: ``compose`` owns its random generators (albumentations ignores NumPy's global
     seed). In each process (main or DataLoader worker) they are seeded once, on the first call,
@@ -457,7 +360,7 @@ def build_transforms(cfg: AugmentConfig, train: bool) -> DetectionTransform:
     Args:
         cfg: resize and augmentation settings.
         train: ``True`` for the random augmentation pipeline; ``False`` for the deterministic,
-            invertible resize only (map predictions back with :func:`unletterbox_boxes`).
+            invertible resize only (map predictions back with :class:`~detseg.data.geometry.Resize`).
 
     Returns:
         A :class:`DetectionTransform` (callable ``Sample -> Sample``); the input is not modified.
@@ -508,7 +411,7 @@ def mosaic(samples: Sequence[Sample], cfg: AugmentConfig, rng: np.random.Generat
             sample = sample.replace(masks=None)
         h, w = sample.image.shape[:2]
         scale = size / max(h, w)
-        sample = _resize(sample, _scaled_size(h, w, scale, scale), (scale, scale))
+        sample = _resize(sample, scaled_size(h, w, scale, scale), (scale, scale))
         h, w = sample.image.shape[:2]
         offset = (cx - w if k in (0, 2) else cx, cy - h if k in (0, 1) else cy)
         area = (sample.boxes[:, 2] - sample.boxes[:, 0]) * (sample.boxes[:, 3] - sample.boxes[:, 1])

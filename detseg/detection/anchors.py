@@ -84,6 +84,9 @@ class AnchorGenerator(nn.Module):
                 f"anchor generator has {len(self.cells)} levels of sizes {self.sizes} but got "
                 f"{len(feature_sizes)} feature maps; give one anchor-size tuple per RPN level"
             )
+        sizes = [v for hw in feature_sizes for v in hw] + list(image_size)
+        if not all(isinstance(v, int) for v in sizes):  # symbolic sizes (export): computed in the graph
+            return [self._grid(cell, hw, image_size, device, dtype) for cell, hw in zip(self.cells, feature_sizes)]
         key = (tuple(map(tuple, feature_sizes)), tuple(image_size), str(device), dtype)
         if key not in self._cache:
             if len(self._cache) > 16:

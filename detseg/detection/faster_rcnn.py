@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import MultiScaleRoIAlign
 
@@ -25,6 +26,7 @@ from .anchors import AnchorGenerator, default_anchor_sizes
 from .base import Detector, check_targets
 from .roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
 from .rpn import RPN, RPNHead
+from .traceable import multiscale_roi_align
 
 
 class TwoStageDetector(Detector):
@@ -53,6 +55,11 @@ class TwoStageDetector(Detector):
 
     task = "detection"
     with_masks = False
+    #: exported graphs take one image (see :meth:`export_outputs`)
+    export_batch_size = 1
+    export_output_names = ("boxes", "scores", "labels")
+    #: inputs are padded to a multiple of this (the largest stride), as the data loader pads batches
+    size_divisibility = 32
 
     def __init__(self, backbone: Backbone, neck: FPN | None, rpn: RPN, roi_heads: RoIHeads, *,
                  rpn_features: Sequence[str], roi_features: Sequence[str], num_classes: int) -> None:
@@ -101,6 +108,63 @@ class TwoStageDetector(Detector):
         out = self.rpn([features[k] for k in self.rpn_features], images.shape[-2:])
         proposals = self.rpn.proposals(out, image_sizes, train=False)
         return self.roi_heads.predict({k: features[k] for k in self.roi_features}, proposals, image_sizes)
+
+    def export_outputs(self, images: Tensor) -> tuple[Tensor, ...]:
+        """One image -> its detections: what :meth:`predict` computes, as one exportable graph.
+
+        The same modules and the same selection code (:meth:`~.rpn.RPN.select`,
+        :meth:`~.roi_heads.RoIHeads.select`) as :meth:`predict`, with nothing that freezes a
+        size or a count at the example's value, so ``torch.export`` / ONNX keep the image size and
+        the number of proposals and detections dynamic; RoIAlign goes through
+        :func:`~.traceable.multiscale_roi_align` (torchvision's level rule, each level's scale
+        fixed by its stride). One image per call: proposals and detections are per image, and a
+        batch would need them padded to a common count.
+
+        Args:
+            images: Tensor[1, 3, H, W] float RGB in [0, 1] (or uint8), any H and W; padded here
+                to a multiple of :attr:`size_divisibility` with the mean colour, as the data
+                loader pads a batch.
+
+        Returns:
+            ``boxes`` Tensor[M, 4] xyxy input pixels clipped to ``(H, W)``, ``scores`` Tensor[M],
+            ``labels`` Tensor[M] int64 in ``[0, K)``, by decreasing score, ``M <= detections_per_img``
+            (0 when nothing passes ``score_thresh``).
+        """
+        _, boxes, scores, labels = self._export_detections(images)
+        return boxes, scores, labels
+
+    def _export_detections(self, images: Tensor) -> tuple[list[Tensor], Tensor, Tensor, Tensor]:
+        """``export_outputs`` and the RoI feature maps (Mask R-CNN pools them again)."""
+        if images.shape[0] != 1:
+            raise ValueError(f"export_outputs takes one image, got a batch of {images.shape[0]}")
+        h, w = images.shape[-2:]
+        d = self.size_divisibility
+        # zero after normalising is the mean colour, the padding predict() gets from Normalize
+        x = F.pad(self.normalize(images), (0, (-w) % d, 0, (-h) % d))
+        features = self.backbone(x)
+        if self.neck is not None:
+            features = self.neck(features)
+        out = self.rpn([features[k] for k in self.rpn_features], x.shape[-2:])
+        sizes = torch.tensor([[h, w]], dtype=torch.float32, device=x.device)
+        candidates, _, keep = self.rpn.select(out, sizes, "test")
+        proposals = candidates[keep[: self.rpn.post_nms_top_n["test"]]]
+        roi_maps = [features[k] for k in self.roi_features]
+        pool = self.roi_heads.box_roi_pool
+        pooled = multiscale_roi_align(roi_maps, proposals, self.roi_strides, pool.output_size[0], pool.sampling_ratio,
+                                      pool.canonical_scale, pool.canonical_level)
+        heads = self.roi_heads
+        logits, deltas = heads.box_predictor(heads.box_head(pooled))
+        image = torch.zeros_like(proposals[:, 0], dtype=torch.int64)
+        sizes = sizes.expand(proposals.shape[0], 2)
+        boxes, scores, labels, _, keep = heads.select(logits, deltas, proposals, sizes, image)
+        keep = keep[: heads.detections_per_img]
+        return roi_maps, boxes[keep], scores[keep], labels[keep]
+
+    @property
+    def roi_strides(self) -> tuple[int, ...]:
+        """Stride of each map the RoI heads pool from."""
+        specs = self.neck.feature_specs if self.neck is not None else self.backbone.feature_specs
+        return tuple(specs[k].stride for k in self.roi_features)
 
 
 def faster_rcnn(

@@ -25,6 +25,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from ..structures.instances import Detections, Instances
 from .faster_rcnn import TwoStageDetector, build_faster_rcnn
 from .roi_heads import RoISample
+from .traceable import multiscale_roi_align
 
 
 class MaskBranch(nn.Module):
@@ -95,6 +96,7 @@ class MaskRCNN(TwoStageDetector):
     """
 
     with_masks = True
+    export_output_names = ("boxes", "scores", "labels", "masks")
 
     def __init__(self, detector: TwoStageDetector, mask_branch: MaskBranch) -> None:
         super().__init__(detector.backbone, detector.neck, detector.rpn, detector.roi_heads,
@@ -130,6 +132,22 @@ class MaskRCNN(TwoStageDetector):
         roi_inputs = {k: features[k] for k in self.roi_features}
         detections = self.roi_heads.predict(roi_inputs, proposals, image_sizes)
         return self.mask_branch.predict(roi_inputs, detections, image_sizes)
+
+    def export_outputs(self, images: Tensor) -> tuple[Tensor, ...]:
+        """One image -> its detections and their mask probabilities, as one exportable graph.
+
+        As :meth:`TwoStageDetector.export_outputs`, plus ``masks`` Tensor[M, S, S] float: the
+        sigmoid of each detection's class channel on its box (S = 28). Pasting them into the
+        image (``paste_masks_in_image``, then ``> mask_thresh``) is left to the runtime, as
+        MMDeploy does: a full-size mask per detection would be most of the graph's output.
+        """
+        roi_maps, boxes, scores, labels = self._export_detections(images)
+        pool = self.mask_branch.mask_roi_pool
+        pooled = multiscale_roi_align(roi_maps, boxes, self.roi_strides, pool.output_size[0], pool.sampling_ratio,
+                                      pool.canonical_scale, pool.canonical_level)
+        logits = self.mask_branch.mask_predictor(self.mask_branch.mask_head(pooled))
+        masks = torch.sigmoid(logits[torch.arange(labels.shape[0], device=labels.device), labels + 1])
+        return boxes, scores, labels, masks
 
 
 def build_mask_rcnn(cfg) -> MaskRCNN:

@@ -16,11 +16,12 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import MultiScaleRoIAlign, batched_nms
+from torchvision.ops import MultiScaleRoIAlign
 
 from ..structures.instances import Detections, Instances
 from .box_coder import BoxCoder, clip_boxes
 from .matcher import Matcher, PaddedTargets, ignore_crowd, pairwise_iou, sample_balanced
+from .traceable import batched_nms
 
 
 @dataclass
@@ -191,20 +192,13 @@ class RoIHeads(nn.Module):
     def postprocess(self, logits: Tensor, deltas: Tensor, proposals: Sequence[Tensor],
                     image_sizes: Sequence[tuple[int, int]]) -> list[Detections]:
         """Scores, class boxes, threshold and per-class NMS for the whole batch at once."""
-        n, k = len(proposals), self.num_classes
+        n = len(proposals)
         device = logits.device
         counts = torch.tensor([len(p) for p in proposals], device=device)
         image = torch.arange(n, device=device).repeat_interleave(counts)
-        rois = torch.cat(list(proposals)).float()
-        boxes = self.box_coder.decode(deltas.view(len(deltas), k + 1, 4), rois[:, None, :])  # [R, K+1, 4]
-        sizes = torch.as_tensor(image_sizes, dtype=boxes.dtype, device=device).view(n, 1, 2)
-        boxes = clip_boxes(boxes, sizes[image])[:, 1:].reshape(-1, 4)  # drop background
-        scores = F.softmax(logits, dim=-1)[:, 1:].reshape(-1)
-        labels = torch.arange(k, device=device).repeat(len(rois))
-        image = image.repeat_interleave(k)
-        wh = boxes[:, 2:] - boxes[:, :2]
-        keep = ((scores > self.score_thresh) & (wh >= self.min_size).all(dim=1)).nonzero().squeeze(1)
-        keep = keep[batched_nms(boxes[keep], scores[keep], image[keep] * k + labels[keep], self.nms_iou)]
+        sizes = torch.as_tensor(image_sizes, dtype=torch.float32, device=device).view(n, 2)
+        rois = torch.cat(list(proposals))
+        boxes, scores, labels, image, keep = self.select(logits, deltas, rois, sizes[image], image)
         keep = keep[torch.argsort(image[keep], stable=True)]
         img = image[keep]
         per_image = torch.bincount(img, minlength=n)
@@ -213,6 +207,34 @@ class RoIHeads(nn.Module):
         chunks = per_image.clamp(max=self.detections_per_img).tolist()
         return [Detections(b, s, l) for b, s, l in zip(
             boxes[keep].split(chunks), scores[keep].split(chunks), labels[keep].split(chunks))]
+
+    def select(self, logits: Tensor, deltas: Tensor, rois: Tensor, sizes: Tensor,
+               image: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Every (RoI, class) candidate and the ones kept, before the per-image top-N; traceable
+        (no data-dependent Python), so :meth:`~.faster_rcnn.TwoStageDetector.export_outputs` runs it too.
+
+        Args:
+            logits / deltas: the head's Tensor[R, K + 1] and Tensor[R, 4(K + 1)].
+            rois: Tensor[R, 4] xyxy; sizes: Tensor[R, 2] ``(H, W)`` of each RoI's image;
+            image: Tensor[R] int64 image index of each RoI.
+
+        Returns:
+            ``boxes`` Tensor[R * K, 4], ``scores``, ``labels`` (0-based), ``image`` Tensor[R * K],
+            ``keep``: indices above ``score_thresh`` and at least ``min_size`` that class-wise
+            NMS kept per image, by decreasing score.
+        """
+        k = self.num_classes
+        rois = rois.float()
+        # .shape[0], not len(): len() makes a plain int of a size that is symbolic under export
+        boxes = self.box_coder.decode(deltas.float().view(-1, k + 1, 4), rois[:, None, :])  # [R, K+1, 4]
+        boxes = clip_boxes(boxes, sizes.to(boxes)[:, None, :])[:, 1:].reshape(-1, 4)  # drop background
+        scores = F.softmax(logits.float(), dim=-1)[:, 1:].reshape(-1)
+        labels = torch.arange(k, device=logits.device).repeat(rois.shape[0])
+        image = image.repeat_interleave(k)
+        wh = boxes[:, 2:] - boxes[:, :2]
+        keep = ((scores > self.score_thresh) & (wh >= self.min_size).all(dim=1)).nonzero().squeeze(1)
+        keep = keep[batched_nms(boxes[keep], scores[keep], image[keep] * k + labels[keep], self.nms_iou)]
+        return boxes, scores, labels, image, keep
 
 
 __all__ = ["FastRCNNPredictor", "RoIHeads", "RoISample", "TwoMLPHead"]

@@ -15,12 +15,13 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import Conv2dNormActivation, batched_nms
+from torchvision.ops import Conv2dNormActivation
 
 from ..structures.instances import Instances
 from .anchors import AnchorGenerator
 from .box_coder import BoxCoder, clip_boxes
 from .matcher import Matcher, PaddedTargets, ignore_crowd, pairwise_iou, sample_balanced
+from .traceable import batched_nms
 
 
 class RPNHead(nn.Module):
@@ -137,14 +138,15 @@ class RPN(nn.Module):
         """
         logits, deltas = self.head(features)
         n = logits[0].shape[0]
-        anchors = self.anchor_generator([tuple(x.shape[-2:]) for x in features], tuple(int(s) for s in image_shape),
+        # sizes stay symbolic under export: int() would freeze them at the example's
+        anchors = self.anchor_generator([tuple(x.shape[-2:]) for x in features], tuple(image_shape),
                                         features[0].device, features[0].dtype)
         # [N, A, H, W] -> [N, H, W, A] -> [N, H*W*A]: location-major like the anchors
         flat_logits = torch.cat([x.permute(0, 2, 3, 1).reshape(n, -1) for x in logits], dim=1)
         flat_deltas = torch.cat([
             d.view(n, -1, 4, d.shape[-2], d.shape[-1]).permute(0, 3, 4, 1, 2).reshape(n, -1, 4) for d in deltas
         ], dim=1)
-        return RPNOutputs(flat_logits, flat_deltas, torch.cat(anchors), [len(a) for a in anchors])
+        return RPNOutputs(flat_logits, flat_deltas, torch.cat(anchors), [a.shape[0] for a in anchors])
 
     def loss(self, out: RPNOutputs, targets: Sequence[Instances]) -> dict[str, Tensor]:
         """Objectness BCE and box regression over a balanced sample of anchors per image.
@@ -191,12 +193,28 @@ class RPN(nn.Module):
             N tensors Tensor[P_i, 4] xyxy, sorted by objectness, high first.
         """
         mode = "train" if train else "test"
+        sizes = torch.as_tensor(image_sizes, dtype=torch.float32, device=out.objectness.device)
+        boxes, image, keep = self.select(out, sizes, mode)
+        return split_top_per_image(boxes, image, keep, len(sizes), self.post_nms_top_n[mode])
+
+    def select(self, out: RPNOutputs, sizes: Tensor, mode: str) -> tuple[Tensor, Tensor, Tensor]:
+        """The proposals of the whole batch before the per-image top-N; traceable (no data-dependent
+        Python), so :meth:`~.faster_rcnn.TwoStageDetector.export_outputs` runs it too.
+
+        Args:
+            sizes: Tensor[N, 2] float ``(H, W)`` per image.
+            mode: ``train`` or ``test`` (the top-N settings).
+
+        Returns:
+            ``boxes`` Tensor[N * K, 4] candidates, ``image`` Tensor[N * K] their image, ``keep``
+            indices of the candidates NMS kept, by decreasing objectness over the batch.
+        """
         objectness, deltas = out.objectness.detach().float(), out.deltas.detach().float()
         n = objectness.shape[0]
         device = objectness.device
         top_idx, levels, offset = [], [], 0
         for lvl, count in enumerate(out.num_per_level):
-            k = min(self.pre_nms_top_n[mode], count)
+            k = torch.sym_min(self.pre_nms_top_n[mode], count)  # symbolic under export: no branch
             top_idx.append(objectness[:, offset: offset + count].topk(k, dim=1).indices + offset)
             levels.append(torch.full((k,), lvl, dtype=torch.int64, device=device))
             offset += count
@@ -205,15 +223,14 @@ class RPN(nn.Module):
         k = idx.shape[1]
         scores = torch.sigmoid(objectness.gather(1, idx))
         boxes = self.box_coder.decode(deltas.gather(1, idx[..., None].expand(-1, -1, 4)), out.anchors.float()[idx])
-        sizes = torch.as_tensor(image_sizes, dtype=boxes.dtype, device=device).view(n, 1, 2)
-        boxes = clip_boxes(boxes, sizes).view(-1, 4)
+        boxes = clip_boxes(boxes, sizes.to(boxes).view(n, 1, 2)).view(-1, 4)
         scores = scores.view(-1)
         image = torch.arange(n, device=device).repeat_interleave(k)
         wh = boxes[:, 2:] - boxes[:, :2]
         keep = ((wh >= self.min_size).all(dim=1) & (scores >= self.score_thresh)).nonzero().squeeze(1)
         # one NMS call for the whole batch: the groups are (image, level) pairs
         keep = keep[batched_nms(boxes[keep], scores[keep], image[keep] * len(levels) + level.repeat(n)[keep], self.nms_iou)]
-        return split_top_per_image(boxes, image, keep, n, self.post_nms_top_n[mode])
+        return boxes, image, keep
 
 
 def split_top_per_image(boxes: Tensor, image: Tensor, keep: Tensor, num_images: int, top_n: int) -> list[Tensor]:

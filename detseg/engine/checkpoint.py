@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..backbones.weights import load_torch_file
 from ..errors import InputError
 
 
@@ -31,7 +32,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_torch_file(path)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch file?): {reason}") from exc
@@ -59,7 +60,7 @@ RESUMABLE_CHANGES = (
     "train.warmup_iters", "train.momentum", "train.nesterov", "train.weight_decay", "train.lr_scaling",
     "train.base_batch_size", "train.clip_grad_norm", "train.ema_warmup", "train.amp", "train.max_nonfinite_steps",
     "train.on_nonfinite", "train.divergence_factor", "train.deterministic", "train.device", "train.out_dir",
-    "train.name", "eval.", "data.num_workers", "data.max_bad_fraction",
+    "train.name", "train.tensorboard", "eval.", "data.num_workers", "data.max_bad_fraction",
 )
 
 

@@ -6,7 +6,6 @@ import os
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 
 def init_distributed(device: torch.device) -> tuple[int, int]:
@@ -47,11 +46,6 @@ def all_reduce_mean(values: dict[str, float], device: torch.device) -> dict[str,
     t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return dict(zip(keys, (t / dist.get_world_size()).tolist()))
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DDP wrapper (what ``loss``/``predict`` and checkpoints use)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def cleanup() -> None:

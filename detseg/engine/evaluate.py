@@ -6,14 +6,13 @@ from dataclasses import replace
 from typing import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from ..config.schema import AugmentConfig
-from ..data.transforms import eval_resize_params, unletterbox_boxes
+from ..data.geometry import Resize
 from ..evaluation import ClassificationEvaluator, CocoEvaluator, SemanticEvaluator
-from ..structures.instances import Batch, Detections
+from ..structures.instances import Batch
 
 
 def to_device(batch, device: torch.device):
@@ -49,27 +48,6 @@ def predict(model: nn.Module, images: torch.Tensor, targets):
     return model.predict(images, image_sizes=[t.image_size for t in targets])
 
 
-def to_original_frame(det: Detections, orig_size: tuple[int, int], resize: AugmentConfig) -> Detections:
-    """Map detections from the model-input frame back to the image file (inverse eval resize)."""
-    boxes = unletterbox_boxes(det.boxes, orig_size, resize)
-    masks = det.masks
-    if masks is not None and len(masks):
-        sx, sy, px, py = eval_resize_params(orig_size, resize)
-        h, w = orig_size
-        y0, x0 = int(py), int(px)
-        crop = masks[:, y0: y0 + max(1, round(h * sy)), x0: x0 + max(1, round(w * sx))]
-        masks = F.interpolate(crop[:, None].float(), size=(h, w), mode="nearest-exact")[:, 0] > 0.5
-    elif masks is not None:
-        masks = masks.new_zeros((0, *orig_size))
-    return replace(det, boxes=boxes, masks=masks)
-
-
-def area_scale(orig_size: tuple[int, int], resize: AugmentConfig) -> float:
-    """What multiplies an area of the eval-resized image to give image-file pixels."""
-    sx, sy, _, _ = eval_resize_params(orig_size, resize)
-    return 1.0 / (sx * sy)
-
-
 def process(evaluator, task: str, predictions, targets, *, resize: AugmentConfig | None = None,
             original_frame: bool = False) -> None:
     """Feed one batch to the evaluator.
@@ -85,10 +63,10 @@ def process(evaluator, task: str, predictions, targets, *, resize: AugmentConfig
     if task == "detection":
         predictions = [replace(d, image_id=t.image_id) for d, t in zip(predictions, targets)]
         if original_frame:
-            predictions = [to_original_frame(d, t.orig_size, resize) for d, t in zip(predictions, targets)]
+            predictions = [Resize.from_config(t.orig_size, resize).detections_back(d) for d, t in zip(predictions, targets)]
             evaluator.process(predictions, targets)
         else:
-            scales = [area_scale(t.orig_size, resize) if resize is not None else 1.0 for t in targets]
+            scales = [Resize.from_config(t.orig_size, resize).area_scale if resize is not None else 1.0 for t in targets]
             evaluator.process(predictions, [replace(t, orig_size=t.image_size) for t in targets], area_scales=scales)
     elif task == "segmentation":
         evaluator.process(predictions, torch.stack([t.semantic for t in targets]))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 
 import torch
@@ -48,8 +47,8 @@ class StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\n[train] Ctrl-C: stopping after this batch and saving last.pt (Ctrl-C again stops at once)",
-              file=sys.stderr, flush=True)
+        # os.write, not print: a handler that prints can land inside tqdm's own write to stderr
+        os.write(2, b"\n[train] Ctrl-C: stopping after this batch and saving last.pt (Ctrl-C again stops at once)\n")
 
     def agreed(self, device: torch.device) -> bool:
         """Whether to stop now; under DDP, when any rank was asked (all ranks must stop together)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -25,14 +26,16 @@ class Precision:
 
     * ``amp="auto"`` on CUDA: bf16 autocast when the GPU supports it (no scaler needed), else fp16
       with a ``GradScaler``; ``"bf16"``/``"fp16"`` force one. CPU always runs fp32.
-    * A non-finite loss or gradient under mixed precision skips the step and is counted; after
-      ``max_nonfinite`` such steps the run switches itself to fp32 and logs why (instead of
-      training on into a NaN model, or asking users to maintain an op allow-list).
+    * A non-finite loss under mixed precision (and a non-finite gradient under bf16) skips the
+      step and is counted; after ``max_nonfinite`` such steps the run switches itself to fp32 and
+      logs why (instead of training on into a NaN model, or asking users to maintain an op
+      allow-list). fp16 gradient overflows are not counted: the scaler skips those steps and
+      lowers its scale, which is how it finds its scale.
     * In fp32 a non-finite loss or gradient raises :class:`NonFiniteLossError`
       (``on_nonfinite="error"``) or skips the step (``"skip"``), until ``max_nonfinite`` steps
       were skipped: then it raises too, since a run that keeps producing NaNs has diverged.
     * A fall-back in the middle of an accumulation window unscales the fp16 gradients summed so
-      far before they are applied.
+      far at once, so the window's later (fp32) gradients add to them at the same scale.
 
     Args:
         amp: ``auto``, ``bf16``, ``fp16`` or ``off``.
@@ -40,9 +43,11 @@ class Precision:
         max_nonfinite: skipped steps tolerated before falling back to fp32 (mixed precision) or
             stopping (fp32 with ``on_nonfinite="skip"``).
         on_nonfinite: fp32 policy, ``error`` or ``skip``.
+        params: the trained parameters (their gradients are unscaled at a fall-back).
     """
 
-    def __init__(self, amp: str, device: torch.device, max_nonfinite: int = 3, on_nonfinite: str = "error") -> None:
+    def __init__(self, amp: str, device: torch.device, max_nonfinite: int = 3, on_nonfinite: str = "error",
+                 params: Sequence[nn.Parameter] = ()) -> None:
         self.device = device
         self.dtype: torch.dtype | None = None
         if device.type == "cuda" and amp != "off":
@@ -52,8 +57,8 @@ class Precision:
         self.max_nonfinite = max_nonfinite
         self.on_nonfinite = on_nonfinite
         self.skipped = 0
-        # gradients summed before a fall-back to fp32 are still multiplied by the loss scale
-        self._pending_unscale: float | None = None
+        self.params = list(params)
+        self.fell_back = False  # switched to fp32 by itself (kept on resume)
 
     @property
     def name(self) -> str:
@@ -89,9 +94,6 @@ class Precision:
         """
         if self.scaler is not None:
             self.scaler.unscale_(optimizer)
-        elif self._pending_unscale is not None:
-            torch._foreach_mul_([p.grad for p in params if p.grad is not None], self._pending_unscale)
-        self._pending_unscale = None
         stepped = True
         norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf)
         if not torch.isfinite(norm):
@@ -122,17 +124,20 @@ class Precision:
             print(f"[precision] {self.skipped} non-finite {self.name} steps: switching this run to fp32 "
                   f"(last: {message})", flush=True)
             if self.scaler is not None:  # the window's gradients so far carry the loss scale
-                self._pending_unscale = 1.0 / self.scaler.get_scale()
-            self.dtype, self.scaler, self.skipped = None, None, 0
+                grads = [p.grad for p in self.params if p.grad is not None]
+                if grads:
+                    torch._foreach_mul_(grads, 1.0 / self.scaler.get_scale())
+            self.dtype, self.scaler, self.skipped, self.fell_back = None, None, 0, True
 
     def state_dict(self) -> dict:
         return {"dtype": self.name, "scaler": None if self.scaler is None else self.scaler.state_dict(),
-                "skipped": self.skipped}
+                "skipped": self.skipped, "fell_back": self.fell_back}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore, keeping an earlier fall-back to fp32."""
-        if state.get("dtype") == "fp32":
-            self.dtype, self.scaler = None, None
+        """Restore, keeping an earlier fall-back to fp32 (a run that was fp32 by configuration
+        takes the precision configured now, e.g. after ``train.device=cuda``)."""
+        if state.get("fell_back"):
+            self.dtype, self.scaler, self.fell_back = None, None, True
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.skipped = state.get("skipped", 0)

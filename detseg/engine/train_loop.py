@@ -28,12 +28,13 @@ from ..config import ConfigError, ExperimentConfig, TrainConfig, dump_config, to
 from ..data.build import build_datasets, make_loader
 from ..models import build_model, model_spec
 from ..weights import load_weights
-from .checkpoint import check_resume_config, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, check_resume_config, load_checkpoint, save_checkpoint
 from .curves import plot_curves, write_csv
 from .distributed import all_reduce_mean, barrier, cleanup, init_distributed, is_main_process, local_device
 from .evaluate import build_evaluator, to_device, validate
 from .interrupt import StopRequest
 from .precision import NonFiniteLossError, Precision, TrainingStopped
+from .tensorboard import TensorBoardLogger
 
 __all__ = ["DivergenceError", "NonFiniteLossError", "TrainingStopped", "train", "build_optimizer", "lr_factor"]
 
@@ -203,6 +204,7 @@ class Run:
     class_names: tuple[str, ...]
     category_ids: list[int]
     quiet: bool
+    tensorboard: TensorBoardLogger = field(default_factory=lambda: TensorBoardLogger(None))  # opened by train()
 
     @property
     def main(self) -> bool:
@@ -246,7 +248,7 @@ def build_run(cfg: ExperimentConfig, run_dir: Path, quiet: bool, resuming: bool 
     # the dataset's own category ids (COCO ids are not contiguous), so results can be written in them
     category_ids = [int(c) for c in getattr(train_set, "category_ids", None) or range(1, len(class_names) + 1)]
     seed_everything(tc.seed)
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, pretrained=not resuming)  # a resumed run's weights come from its checkpoint
     if cfg.model.weights and not resuming:
         load_weights(model, cfg.model.weights, log=print if is_main_process() else lambda line: None)
     model.to(device)
@@ -264,9 +266,10 @@ def build_run(cfg: ExperimentConfig, run_dir: Path, quiet: bool, resuming: bool 
     ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_update(tc.ema_decay, tc.ema_warmup), use_buffers=True)
            if tc.ema_decay else None)
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
+    params = [p for p in model.parameters() if p.requires_grad]
     run = Run(cfg, run_dir, device, world, model, net, train_set, loader, val_loader, evaluator, optimizer,
-              Precision(tc.amp, device, tc.max_nonfinite_steps, tc.on_nonfinite), ema,
-              [p for p in model.parameters() if p.requires_grad], lr, lr_factor(tc, steps_per_epoch), accumulate,
+              Precision(tc.amp, device, tc.max_nonfinite_steps, tc.on_nonfinite, params), ema,
+              params, lr, lr_factor(tc, steps_per_epoch), accumulate,
               float(effective) if tc.nominal_batch_size else 1.0, class_names, category_ids, quiet)
     if run.main:
         total = tc.epochs * steps_per_epoch
@@ -276,6 +279,10 @@ def build_run(cfg: ExperimentConfig, run_dir: Path, quiet: bool, resuming: bool 
               + (f"; nominal batch {tc.nominal_batch_size}: loss x {effective} (summed over images), "
                  f"weight decay {weight_decay:.3g}" if tc.nominal_batch_size else ""),
               flush=True)
+        if device.type == "cpu" and spec.task != "classification" and cfg.data.augment.image_size >= 512:
+            print(f"[train] {cfg.data.augment.image_size} px images on a CPU: an epoch takes a while; "
+                  f"data.augment.image_size=320 is about {(cfg.data.augment.image_size / 320) ** 2:.0f}x faster",
+                  flush=True)
         if loader.num_workers != cfg.data.num_workers:
             print(f"[train] data.num_workers {cfg.data.num_workers} -> {loader.num_workers}: this machine gives "
                   f"the run {loader.num_workers} CPU cores", flush=True)
@@ -300,7 +307,7 @@ def save(run: Run, state: RunState, path: Path, *, rng: dict | None = None) -> N
         "ema_full": None if run.ema is None else run.ema.state_dict(), "optimizer": run.optimizer.state_dict(),
         "precision": run.precision.state_dict(), "log": asdict(state), "rng": rng or _rng_state(),
         "config": to_dict(run.cfg), "class_names": list(run.class_names), "category_ids": run.category_ids,
-        "epoch": state.epoch, "metrics": state.rows[-1] if state.rows else {},
+        "epoch": state.epoch, "metrics": state.rows[-1] if state.rows else {}, "world": run.world,
     }, path)
 
 
@@ -317,8 +324,33 @@ def restore(run: Run, checkpoint: dict) -> RunState:
     for p, g in zip(run.params, checkpoint.get("grads") or ()):
         p.grad = None if g is None else g.to(run.device)
     state = RunState(**checkpoint["log"])
+    saved_world = checkpoint.get("world", 1)
+    if state.batches_done and saved_world != run.world:
+        raise CheckpointError(f"this run stopped mid-epoch on {saved_world} process(es); resume it on "
+                              f"{saved_world}, or from an epoch boundary")
+    saved_eval = checkpoint["config"].get("eval", {})
+    if (saved_eval.get("metric"), saved_eval.get("mode")) != (run.cfg.eval.metric, run.cfg.eval.mode):
+        pick_best(state, run.cfg.eval.metric, run.cfg.eval.mode)
     set_lr(run, state.step)
     return state
+
+
+def is_better(value: float, best: float | None, mode: str) -> bool:
+    """Strictly better than ``best`` under ``mode`` (``max``/``min``); anything beats ``None``."""
+    return best is None or (value > best if mode == "max" else value < best)
+
+
+def pick_best(state: RunState, metric: str, mode: str) -> None:
+    """Recompute the best row and the patience count from the log (``eval.metric`` changed)."""
+    state.best, state.best_value, state.since_best = {}, None, 0
+    for row in state.rows:
+        value = row.get(metric)
+        if value is None or math.isnan(value):
+            continue
+        improved = is_better(value, state.best_value, mode)
+        if improved or value == state.best_value:
+            state.best, state.best_value = row, value
+        state.since_best = 0 if improved else state.since_best + 1
 
 
 def check_finite_weights(run: Run, where: str) -> None:
@@ -350,6 +382,15 @@ def _synced(loss: torch.Tensor, world: int) -> torch.Tensor:
     return total / world
 
 
+def average_gradients(params: list[nn.Parameter], world: int) -> None:
+    """Average the gradients over ranks by hand (what DDP's backward does), missing ones as zeros."""
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        torch.distributed.all_reduce(p.grad)
+        p.grad /= world
+
+
 def train_step(run: Run, state: RunState, batch, i: int, num_batches: int, epoch: int) -> int:
     """Batch ``i`` of the epoch: forward, checks, backward; a step at the end of its window.
 
@@ -367,12 +408,16 @@ def train_step(run: Run, state: RunState, batch, i: int, num_batches: int, epoch
             losses = run.net(images, targets)
         loss = sum(losses.values())
         total = _synced(loss, run.world)
-        if run.precision.check_loss(losses, where, total):
+        finite = run.precision.check_loss(losses, where, total)  # the same answer on every rank
+        if finite:
             run.precision.backward(loss * (run.loss_scale / window))
             value = total.item()
             state.running += value
+            run.tensorboard.log_step(state.iteration + 1, total, losses, run.optimizer.param_groups[0]["lr"])
             watch_loss(state, value, losses, tc.divergence_factor, where)
     if last:
+        if not finite and run.world > 1:  # no backward outside no_sync: DDP did not average the window
+            average_gradients(run.params, run.world)
         if run.precision.step(run.optimizer, run.params, tc.clip_grad_norm, where) and run.ema is not None:
             run.ema.update_parameters(run.model)
         run.optimizer.zero_grad(set_to_none=True)
@@ -392,7 +437,7 @@ def train_epoch(run: Run, state: RunState, epoch: int, stop: StopRequest, resume
     tc, data = run.cfg.train, run.cfg.data
     seed_everything(tc.seed + epoch)
     if state.batches_done:  # resumed mid-epoch: the generators as they were at that batch boundary
-        _set_rng_state(resume_rng)
+        _set_rng_state(resume_rng[torch.distributed.get_rank()] if run.world > 1 else resume_rng)
     run.loader.generator.manual_seed(tc.seed * 100_003 + epoch)
     run.loader.sampler.set_epoch(epoch, start=state.batches_done * data.batch_size)
     if hasattr(run.train_set, "set_epoch"):  # augmentation (and mosaic partners) per epoch
@@ -403,42 +448,65 @@ def train_epoch(run: Run, state: RunState, epoch: int, stop: StopRequest, resume
     num_batches = state.batches_done + len(run.loader)  # len(loader) counts what is left of the epoch
     bar = tqdm(run.loader, desc=f"epoch {epoch}/{tc.epochs}", disable=run.quiet or not run.main, leave=False,
                initial=state.batches_done, total=num_batches)
-    seen, skipped, start, interrupted = 0, 0, time.perf_counter(), False
-    try:
-        for i, batch in enumerate(bar, start=state.batches_done):
-            skipped += getattr(batch, "skipped", 0)
-            seen += train_step(run, state, batch, i, num_batches, epoch)
-            rate = seen * run.world / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{state.running / max(1, i + 1):.3f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}",
-                            img_s=f"{rate:.3g}")
-            if stop.agreed(run.device) and i + 1 < num_batches:
-                interrupted = True
-                break
-    except RuntimeError:
-        if not stop.requested:  # a DataLoader worker ended by the same Ctrl-C is not an error
-            raise
-        interrupted = True
-    if interrupted:
-        if run.main:
-            save(run, state, run.run_dir / "last.pt")
-            print(f"[train] interrupted: saved {run.run_dir / 'last.pt'} (epoch {epoch}, batch {state.batches_done}"
-                  f"/{num_batches}); continue with --resume {run.run_dir / 'last.pt'}", flush=True)
-        raise KeyboardInterrupt
-    row = {"epoch": epoch, "train/loss": state.running / max(1, num_batches), "lr": run.optimizer.param_groups[0]["lr"]}
-    if skipped:
-        row["skipped_images"] = skipped
-    return row
+    seen, skipped, start = 0, 0, time.perf_counter()
+    batches = iter(bar)
+    for i in range(state.batches_done, num_batches):
+        try:
+            batch = next(batches)
+        except StopIteration:
+            break
+        except RuntimeError:
+            if not stop.requested:  # a DataLoader worker ended by the same Ctrl-C is not an error
+                raise
+            break
+        skipped += getattr(batch, "skipped", 0)
+        seen += train_step(run, state, batch, i, num_batches, epoch)
+        rate = seen * run.world / (time.perf_counter() - start)
+        bar.set_postfix(loss=f"{state.running / max(1, i + 1):.3f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}",
+                        img_s=f"{rate:.3g}")
+        if stop.agreed(run.device):
+            break
+    if state.batches_done < num_batches:  # stopped by Ctrl-C
+        save_interrupted(run, state, f"epoch {epoch}, batch {state.batches_done}/{num_batches}")
+    # every rank has every key, so that DDP can average the rows key by key
+    return {"epoch": epoch, "train/loss": state.running / max(1, num_batches), "lr": run.optimizer.param_groups[0]["lr"],
+            "skipped_images": skipped}
+
+
+def save_interrupted(run: Run, state: RunState, where: str) -> None:
+    """Save the state after the last completed batch, then raise ``KeyboardInterrupt``.
+
+    Under DDP every rank gets here together: the partial window's gradients are averaged (each
+    rank holds only its own, under ``no_sync``) and every rank's random state is kept.
+    """
+    if run.world > 1 and state.batches_done % run.accumulate:
+        average_gradients(run.params, run.world)
+    rng = _rng_state()
+    if run.world > 1:
+        states: list = [None] * run.world
+        torch.distributed.all_gather_object(states, rng)
+        rng = states
+    check_finite_weights(run, where)
+    if run.main:
+        save(run, state, run.run_dir / "last.pt", rng=rng)
+        print(f"[train] interrupted: saved {run.run_dir / 'last.pt'} ({where}); continue with "
+              f"--resume {run.run_dir / 'last.pt'}", flush=True)
+    raise KeyboardInterrupt
 
 
 def end_epoch(run: Run, state: RunState, epoch: int, row: dict[str, float]) -> bool:
     """Validate, keep the best, save ``last.pt``/``best.pt``, log; returns whether to stop early."""
     cfg = run.cfg
+    skipped = row.pop("skipped_images")
     if run.world > 1:
         row = all_reduce_mean(row, run.device)
+        skipped = int(round(all_reduce_mean({"n": float(skipped)}, run.device)["n"] * run.world))
         # DDP syncs buffers at the start of each forward; the last forward's BN statistics
         # still differ per rank, so rank 0's are copied to all before validating and saving
         for buffer in run.model.buffers():
             torch.distributed.broadcast(buffer, 0)
+    if skipped:
+        row["skipped_images"] = skipped
     state.epoch, state.batches_done, state.running = epoch, 0, 0.0
     check_finite_weights(run, f"the end of epoch {epoch}")
     stop = False
@@ -447,10 +515,12 @@ def end_epoch(run: Run, state: RunState, epoch: int, row: dict[str, float]) -> b
             eval_model = run.ema.module if run.ema is not None else run.model
             row.update(validate(eval_model, run.val_loader, run.evaluator, run.device, run.precision, quiet=run.quiet,
                                 resize=cfg.data.augment))
+            run.tensorboard.log_predictions(state.iteration, eval_model, run.val_loader.dataset,
+                                            run.val_loader.collate_fn, run.device, run.class_names)
         state.rows.append(row)
         value = row.get(cfg.eval.metric)
         if value is not None and not math.isnan(value):
-            improved = state.best_value is None or (value > state.best_value if cfg.eval.mode == "max" else value < state.best_value)
+            improved = is_better(value, state.best_value, cfg.eval.mode)
             if improved or value == state.best_value:  # a tie: best.pt becomes the later, longer-trained epoch
                 state.best, state.best_value = row, value
             state.since_best = 0 if improved else state.since_best + 1
@@ -462,6 +532,7 @@ def end_epoch(run: Run, state: RunState, epoch: int, row: dict[str, float]) -> b
         print(f"epoch {epoch}/{cfg.train.epochs}: " + "  ".join(f"{k}={row[k]:.4g}" for k in shown), flush=True)
         write_csv(state.rows, run.run_dir / "metrics.csv")
         plot_curves(state.rows, run.run_dir / "curves.png")
+        run.tensorboard.log_epoch(state.iteration, row)
         if stop:
             print(f"[train] early stop: no {cfg.eval.metric} improvement in {cfg.eval.patience} validations", flush=True)
     else:
@@ -503,13 +574,17 @@ def train(cfg: ExperimentConfig, run_dir: Path, *, quiet: bool = False, resume: 
             print("[train] resume applies: " + ", ".join(changes), flush=True)
     set_lr(run, state.step)
     resume_rng = checkpoint["rng"] if checkpoint is not None else None
-    with StopRequest() as stop:
+    # rank 0 only; what a resumed run logged after its last.pt is purged from the view (trained again)
+    run.tensorboard = TensorBoardLogger(run_dir if run.main and cfg.train.tensorboard else None,
+                                        purge_step=state.iteration + 1 if checkpoint is not None else None)
+    with StopRequest() as stop, run.tensorboard:
         for epoch in range(state.epoch + 1, cfg.train.epochs + 1):
             row = train_epoch(run, state, epoch, stop, resume_rng)
             if end_epoch(run, state, epoch, row):
                 break
-            if stop.agreed(run.device):
-                print(f"[train] interrupted after epoch {epoch}: {run_dir / 'last.pt'} is saved", flush=True)
+            if stop.agreed(run.device) and epoch < cfg.train.epochs:  # after the last epoch: done anyway
+                if run.main:
+                    print(f"[train] interrupted after epoch {epoch}: {run_dir / 'last.pt'} is saved", flush=True)
                 raise KeyboardInterrupt
     barrier()
     cleanup()

@@ -51,6 +51,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from ..structures import boxes as box_ops
 from ..structures.instances import Detections, Instances
 
 __all__ = ["STAT_NAMES", "CocoEvaluator", "FastCOCOeval", "check_annotation_ids", "detection_confusion_matrix"]
@@ -767,7 +768,7 @@ class CocoEvaluator:
         if len(det) == 0:
             return
         boxes = det.boxes.detach().to("cpu", torch.float64).numpy()
-        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+        xywh = box_ops.to_xywh(boxes)
         chunk = {
             "image_id": np.full(len(det), image_id, np.int64),
             "labels": det.labels.detach().cpu().numpy().astype(np.int64),
@@ -793,7 +794,7 @@ class CocoEvaluator:
             if masks is not None:
                 masks = torch.nn.functional.interpolate(
                     masks[:, None, :ih, :iw].float(), size=(h, w), mode="nearest-exact")[:, 0] > 0.5
-        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+        xywh = box_ops.to_xywh(boxes)
         rec = {
             "height": h, "width": w, "boxes": xywh,
             "labels": tgt.labels.detach().cpu().numpy().astype(np.int64),

@@ -14,6 +14,11 @@ centres, as the forward resize does; plain ``nearest`` shifts maps by up to half
 COCO results use the dataset's own category ids: a checkpoint's ``category_ids`` table (COCO
 ids are not contiguous: coco128's label 11 "stop sign" is id 13), or ``1..K`` for checkpoints
 written before that table existed.
+
+An ONNX file written by ``tools/export.py`` loads the same way (``from_checkpoint("model.onnx")``)
+and runs with onnxruntime (:class:`~detseg.inference.export.OnnxModel`): the resize, class
+names, category ids and thresholds come from the file's metadata, and the same pre- and
+post-processing apply, so results match the checkpoint's.
 """
 
 from __future__ import annotations
@@ -34,14 +39,46 @@ from ..config.schema import AugmentConfig, ExperimentConfig
 from ..data.sample import Sample, read_image
 from ..data.transforms import build_transforms, eval_resize_params
 from ..engine.checkpoint import load_checkpoint
-from ..engine.evaluate import to_original_frame
+from ..data.geometry import Resize
 from ..engine.train_loop import resolve_device
 from ..models import build_model
 from ..segmentation.sliding import predict_sliding
 from ..structures.instances import Detections, collate
 from ..utils.visualize import draw_detections, overlay_semantic
+from .export import DEFAULT_SCORE_THRESHOLD, OnnxModel
 
 logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def fuse_conv_bn(model: torch.nn.Module) -> int:
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d in an ``nn.Sequential`` into
+    that convolution (inference only); returns how many were folded.
+
+    ``y = gamma * (conv(x) - mean) / sqrt(var + eps) + beta`` is one convolution with scaled
+    weights and a bias, so the normalisation pass over every activation disappears: YOLO nano has
+    57 of them, 10-25% of its CPU time in PyTorch eager (Ultralytics' predictor folds them the
+    same way). Only pairs inside a Sequential are folded (YOLO's conv blocks, ResNet's downsample
+    branches): there the BatchNorm is certainly applied to that convolution's output alone, and
+    replacing it by ``nn.Identity`` leaves no other reference running it.
+    """
+    folded = 0
+    for seq in [m for m in model.modules() if isinstance(m, torch.nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if not (type(conv) is torch.nn.Conv2d and type(bn) is torch.nn.BatchNorm2d and not bn.training
+                    and bn.track_running_stats and conv.out_channels == bn.num_features):
+                continue
+            scale = bn.running_var.add(bn.eps).rsqrt()
+            if bn.affine:
+                scale = scale * bn.weight
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            shift = (bias - bn.running_mean) * scale + (bn.bias if bn.affine else 0.0)
+            conv.weight.mul_(scale.view(-1, 1, 1, 1))
+            conv.bias = torch.nn.Parameter(shift)
+            seq[i + 1] = torch.nn.Identity()
+            folded += 1
+    return folded
 
 
 @dataclass
@@ -118,7 +155,8 @@ class Predictor:
     """A model plus its preprocessing, callable on images; one lock per predictor, so threads may share it.
 
     Args:
-        model: a detection or segmentation model (``predict(images, image_sizes)``).
+        model: a detection or segmentation model (``predict(images, image_sizes)``), or an
+            :class:`~detseg.inference.export.OnnxModel`.
         class_names: names by label.
         resize: the evaluation resize the model was validated with (``data.augment``).
         device: ``auto``, ``cpu``, ``cuda`` ...
@@ -130,15 +168,22 @@ class Predictor:
 
     Attributes:
         category_ids: ``K`` category ids in label order.
+        memory_format: ``torch.channels_last`` for a PyTorch model on the CPU, where oneDNN's
+            convolutions are 10-15% faster on NHWC tensors (no layout reorder around each
+            convolution; measured on YOLO nano and Faster R-CNN R50-FPN); otherwise contiguous.
     """
 
     def __init__(self, model: torch.nn.Module, class_names: Sequence[str], resize: AugmentConfig, *,
-                 device: str = "auto", half: bool = False, score_threshold: float = 0.25,
+                 device: str = "auto", half: bool = False, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
                  classes: Sequence[int] | None = None, category_ids: Sequence[int] | None = None) -> None:
         if getattr(model, "task", None) not in ("detection", "segmentation"):
             raise ValueError(f"Predictor needs a detection or segmentation model, got task {getattr(model, 'task', None)!r}")
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        on_cpu = isinstance(model, torch.nn.Module) and self.device.type == "cpu"
+        self.memory_format = torch.channels_last if on_cpu else torch.contiguous_format
+        if isinstance(model, torch.nn.Module):
+            model = model.to(self.device, memory_format=self.memory_format).eval()
+        self.model = model
         self.class_names = tuple(class_names)
         self.category_ids = tuple(int(c) for c in category_ids) if category_ids is not None \
             else tuple(range(1, len(self.class_names) + 1))
@@ -157,12 +202,16 @@ class Predictor:
         """Build the model a ``tools/train.py`` checkpoint describes and load its (EMA) weights.
 
         The checkpoint's ``category_ids`` become :attr:`category_ids`; a checkpoint written
-        before that entry existed gets ``1..K``, with one warning saying so.
+        before that entry existed gets ``1..K``, with one warning saying so. Batch norms that
+        follow a convolution are folded into it (:func:`fuse_conv_bn`). A ``.onnx`` path is
+        loaded with :meth:`from_onnx`.
 
         Raises:
             ValueError: not a detseg checkpoint, a classifier checkpoint, weights that do not fit
                 the model of the saved config, or a checkpoint without class names.
         """
+        if Path(path).suffix == ".onnx":
+            return cls.from_onnx(path, image_size=image_size, **kwargs)
         state = load_checkpoint(path)
         # the training data and weights files need not exist where the model is deployed
         cfg = from_dict(ExperimentConfig, state["config"], source=f"{path} (saved config)", check_paths=False)
@@ -179,7 +228,32 @@ class Predictor:
             logger.warning("%s has no category-id table (written by an older detseg): results use "
                            "category ids 1..%d; for COCO data with gaps in its ids they will be wrong", path, len(names))
         resize = cfg.data.augment if image_size is None else AugmentConfig(**{**vars(cfg.data.augment), "image_size": image_size})
+        fuse_conv_bn(model.eval())  # this model is the predictor's own: folding cannot surprise a trainer
         return cls(model, names, resize, category_ids=category_ids, **kwargs)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, *, image_size: int | None = None, device: str = "auto",
+                  threads: int | None = None, **kwargs) -> "Predictor":
+        """An ONNX file from ``tools/export.py``, run by onnxruntime; settings from its metadata.
+
+        Args:
+            image_size: resize images to this instead of the file's training size (the graph
+                takes any size).
+            device: ``cpu``; ``cuda`` uses onnxruntime's CUDA provider when it has one.
+            threads: onnxruntime intra-op threads (default: ``torch.get_num_threads()``).
+            **kwargs: as the constructor; ``score_threshold`` defaults to the file's.
+
+        Raises:
+            ValueError: the file has no detseg metadata.
+        """
+        resolved = resolve_device(device)
+        model = OnnxModel(path, device=resolved.type, threads=threads)
+        meta = model.metadata
+        resize = AugmentConfig(image_size=image_size or meta["image_size"], resize=meta["resize"],
+                               pad_value=meta.get("pad_value", 114))
+        kwargs.setdefault("score_threshold", meta.get("score_threshold", DEFAULT_SCORE_THRESHOLD))
+        kwargs.pop("half", None)  # the graph's precision is fixed at export
+        return cls(model, meta["class_names"], resize, device=device, category_ids=meta.get("category_ids"), **kwargs)
 
     def __call__(self, images, batch_size: int = 8) -> list[Result]:
         """Predict on one image or a list: RGB uint8 arrays or paths (read as RGB)."""
@@ -202,7 +276,7 @@ class Predictor:
         batch = collate(samples).to(self.device)
         sizes = batch.image_sizes
         with self._lock, torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
-            raw = self.model.predict(batch.images, image_sizes=sizes)
+            raw = self.model.predict(batch.images.contiguous(memory_format=self.memory_format), image_sizes=sizes)
         sources = sources or [""] * len(arrays)
         if self.model.task == "segmentation":
             return [Result(a, self.class_names, semantic=self._back(raw[i][None], a.shape[:2])[0].long().cpu().numpy(),
@@ -212,7 +286,7 @@ class Predictor:
         for det, a, s in zip(raw, arrays, sources):
             det = self._filter(det)
             masks = None if det.masks is None else (self._back(det.masks, a.shape[:2]) > 0.5).cpu().numpy()
-            det = to_original_frame(replace(det, masks=None), a.shape[:2], self.resize)
+            det = Resize.from_config(a.shape[:2], self.resize).detections_back(replace(det, masks=None))
             results.append(Result(
                 a, self.class_names, det.boxes.float().cpu().numpy(), det.scores.float().cpu().numpy(),
                 det.labels.cpu().numpy(), masks, source=s, category_ids=self.category_ids))
@@ -249,6 +323,7 @@ class Predictor:
         tile = tile or self.resize.image_size
         if self.model.task == "segmentation":
             x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(self.device)
+            x = x.contiguous(memory_format=self.memory_format)
             with self._lock, torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
                 label_map = predict_sliding(self.model, x, tile, overlap, batch_size)[0]
             return Result(image, self.class_names, semantic=label_map.cpu().numpy(), category_ids=self.category_ids)

@@ -8,13 +8,14 @@ as **uint8** (4x less host-to-device traffic; models normalise on the device), p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from . import boxes as box_ops
 from .image_list import IMAGENET_MEAN
 
 
@@ -121,7 +122,7 @@ class Detections:
     @property
     def xywh(self) -> Tensor:
         """Boxes as Tensor[M, 4] ``(x, y, width, height)`` (COCO's format)."""
-        return torch.cat([self.boxes[:, :2], self.boxes[:, 2:] - self.boxes[:, :2]], dim=1)
+        return box_ops.to_xywh(self.boxes)
 
     def to(self, device: torch.device | str) -> "Detections":
         return replace(self, boxes=self.boxes.to(device), scores=self.scores.to(device),
@@ -153,7 +154,6 @@ class Batch:
     images: Tensor
     targets: list[Instances]
     skipped: int = 0
-    file_names: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -218,5 +218,4 @@ def collate(samples: Sequence, size_divisibility: int = 32) -> Batch:
             sem = t.semantic.new_full((hp, wp), 255)
             sem[: t.semantic.shape[0], : t.semantic.shape[1]] = t.semantic
             t.semantic = sem
-    return Batch(padded, targets, skipped=len(samples) - len(kept),
-                 file_names=[s.file_name for s in kept])
+    return Batch(padded, targets, skipped=len(samples) - len(kept))

@@ -186,7 +186,7 @@ class YOLO(Detector):
     ``{"loss_cls", "loss_box"}`` in train and eval mode; ``predict`` returns one
     :class:`~detseg.structures.Detections` per image in the input frame, clipped to
     ``image_sizes`` (default: the padded size), sorted by score. Letterboxing and the map back
-    to the original image are the data pipeline's (``detseg.data.transforms.unletterbox_boxes``).
+    to the original image are the data pipeline's (:class:`detseg.data.geometry.Resize`).
 
     Example:
         >>> model = yolo("csp_darknet", num_classes=3, scale="nano")

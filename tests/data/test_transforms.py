@@ -8,17 +8,8 @@ import torch
 
 from detseg.data.sample import IGNORE_INDEX, Sample
 from detseg.data.synthetic import ShapesConfig, generate_sample
-from detseg.data.transforms import (
-    AugmentConfig,
-    DetectionTransform,
-    AugmentedDataset,
-    build_transforms,
-    eval_resize_params,
-    letterbox_boxes,
-    letterbox_params,
-    mosaic,
-    unletterbox_boxes,
-)
+from detseg.data.geometry import Resize
+from detseg.data.transforms import AugmentConfig, AugmentedDataset, DetectionTransform, build_transforms, mosaic
 
 # Non-square so that an H/W swap shows up; several objects so crops and filtering have work.
 SHAPES = ShapesConfig(num_images=16, image_size=(72, 96), min_size=12, max_size=36,
@@ -88,8 +79,9 @@ def test_letterbox_eval_size_content_and_round_trip(orig_size):
 
     assert out.image.shape == (64, 64, 3)
     assert out.orig_size == (h, w)
-    scale, pad_x, pad_y = letterbox_params(orig_size, cfg)
-    assert scale == pytest.approx(64 / max(h, w))
+    r = Resize.from_config(orig_size, cfg)
+    scale, pad_x, pad_y = r.scale_x, r.pad_x, r.pad_y
+    assert scale == r.scale_y == pytest.approx(64 / max(h, w))
     np.testing.assert_allclose(out.boxes, box * scale + [pad_x, pad_y, pad_x, pad_y], atol=1e-4)
     # The parameters describe the pixels: inside the mapped box is white, the padding is grey.
     bx1, by1, bx2, by2 = out.boxes[0]
@@ -99,8 +91,7 @@ def test_letterbox_eval_size_content_and_round_trip(orig_size):
         assert (out.image[:, :int(pad_x)] == 114).all()
     if pad_y >= 1:
         assert (out.image[:int(pad_y)] == 114).all()
-    back = unletterbox_boxes(out.boxes, orig_size, cfg)
-    np.testing.assert_allclose(back, box, atol=1e-3)
+    np.testing.assert_allclose(r.boxes_back(out.boxes), box, atol=1e-3)
 
 
 @pytest.mark.parametrize("resize", ["letterbox", "keep_ratio", "stretch"])
@@ -113,10 +104,11 @@ def test_unletterbox_inverts_eval_transform(resize):
     else:
         assert out.image.shape[:2] == (64, 64)
     assert len(out.boxes) == len(sample.boxes)
-    np.testing.assert_allclose(out.boxes, letterbox_boxes(sample.boxes, sample.orig_size, cfg), atol=1e-4)
-    np.testing.assert_allclose(unletterbox_boxes(out.boxes, sample.orig_size, cfg), sample.boxes, atol=1e-3)
+    r = Resize.from_config(sample.orig_size, cfg)
+    np.testing.assert_allclose(out.boxes, r.boxes(sample.boxes), atol=1e-4)
+    np.testing.assert_allclose(r.boxes_back(out.boxes), sample.boxes, atol=1e-3)
     # Tensors work too (post-processing runs on the device).
-    back = unletterbox_boxes(torch.from_numpy(out.boxes), sample.orig_size, cfg)
+    back = r.boxes_back(torch.from_numpy(out.boxes))
     assert isinstance(back, torch.Tensor)
     np.testing.assert_allclose(back.numpy(), sample.boxes, atol=1e-3)
     _assert_valid(out)
@@ -125,15 +117,16 @@ def test_unletterbox_inverts_eval_transform(resize):
 def test_unletterbox_clips_to_original_image():
     cfg = AugmentConfig(image_size=64)
     boxes = np.array([[0, 0, 64, 64]], np.float32)  # the whole canvas, padding included
-    back = unletterbox_boxes(boxes, (50, 100), cfg)
+    back = Resize.from_config((50, 100), cfg).boxes_back(boxes)
     np.testing.assert_allclose(back, [[0, 0, 100, 50]], atol=1e-4)
 
 
-def test_letterbox_params_refuses_stretch():
-    cfg = AugmentConfig(image_size=64, resize="stretch")
-    assert eval_resize_params((32, 128), cfg) == (0.5, 2.0, 0.0, 0.0)
-    with pytest.raises(ValueError, match="stretch"):
-        letterbox_params((32, 128), cfg)
+def test_stretch_scales_the_axes_apart_and_areas_scale_back():
+    r = Resize.of((32, 128), 64, "stretch")
+    assert (r.scale_x, r.scale_y, r.pad_x, r.pad_y, r.content_size) == (0.5, 2.0, 0.0, 0.0, (64, 64))
+    assert r.area_scale == 1.0
+    with pytest.raises(ValueError, match="resize mode must be one of"):
+        Resize.of((32, 128), 64, "crop")
 
 
 def test_eval_is_deterministic_and_input_untouched():

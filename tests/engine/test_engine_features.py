@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -156,7 +157,7 @@ import detseg.engine.train_loop as tl
 from detseg.config import load_config
 captured = {}
 build = tl.build_model
-tl.build_model = lambda c: captured.setdefault("model", build(c))
+tl.build_model = lambda c, **kw: captured.setdefault("model", build(c, **kw))
 cfg = load_config(sys.argv[1], sys.argv[3:])
 rank = int(__import__("os").environ["RANK"])
 tl.train(cfg, __import__("pathlib").Path(sys.argv[2]), quiet=True)
@@ -221,7 +222,7 @@ PROBE = ["data.num_train=56", "train.optimizer=sgd", "train.momentum=0", "train.
 
 def test_partial_accumulation_window_is_averaged_over_its_own_batches(tmp_path, repo, monkeypatch):
     """7 batches, accumulate 4: a window of 4 and one of 3, each a mean gradient of 1 -> 2 steps of lr."""
-    monkeypatch.setattr(tl, "build_model", lambda cfg: Probe())
+    monkeypatch.setattr(tl, "build_model", lambda cfg, **kw: Probe())
     run = new_run_dir(tmp_path, "probe")
     train(tiny(repo, *PROBE, "train.epochs=1", "train.schedule=constant"), run, quiet=True)
     weights = load_checkpoint(run / "last.pt")["model"]["w"]
@@ -230,7 +231,7 @@ def test_partial_accumulation_window_is_averaged_over_its_own_batches(tmp_path, 
 
 def test_schedule_counts_the_steps_the_loop_takes(tmp_path, repo, monkeypatch):
     """poly (power 1) over 6 epochs of 2 steps each reaches 0 at the very end, not after 3 epochs."""
-    monkeypatch.setattr(tl, "build_model", lambda cfg: Probe())
+    monkeypatch.setattr(tl, "build_model", lambda cfg, **kw: Probe())
     run = new_run_dir(tmp_path, "poly")
     train(tiny(repo, *PROBE, "train.epochs=6", "train.schedule=poly", "train.power=1.0"), run, quiet=True)
     lrs = [row["lr"] for row in load_checkpoint(run / "last.pt")["log"]["rows"]]
@@ -243,7 +244,7 @@ def test_schedule_counts_the_steps_the_loop_takes(tmp_path, repo, monkeypatch):
 
 
 def test_warmup_is_capped_on_a_short_run(tmp_path, repo, monkeypatch, capsys):
-    monkeypatch.setattr(tl, "build_model", lambda cfg: Probe())
+    monkeypatch.setattr(tl, "build_model", lambda cfg, **kw: Probe())
     run = new_run_dir(tmp_path, "warm")
     train(tiny(repo, *PROBE, "train.epochs=5", "train.schedule=constant", "train.warmup_iters=300"), run, quiet=True)
     assert "warm-up: 2 step(s) (300 configured, capped to 20% of this run's 10 optimiser steps)" in capsys.readouterr().out
@@ -251,18 +252,23 @@ def test_warmup_is_capped_on_a_short_run(tmp_path, repo, monkeypatch, capsys):
 
 
 def test_fp16_fallback_inside_an_accumulation_window_unscales_the_gradients():
-    """Batch 1 backpropagates a scaled loss; batch 2 is NaN and triggers the fall-back to fp32;
-    the step must apply batch 1's true gradient, not 2**16 times it."""
+    """A window of 3: batch 1 backpropagates a scaled fp16 loss, batch 2 is NaN and triggers the
+    fall-back to fp32, batch 3 backpropagates in fp32; the step must apply the true mean gradient
+    of batches 1 and 3, not batch 1's times 2**16 (nor batch 3's divided by it)."""
     model = torch.nn.Linear(2, 1, bias=False)
     torch.nn.init.ones_(model.weight)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    precision = Precision("off", torch.device("cpu"), max_nonfinite=1)
+    precision = Precision("off", torch.device("cpu"), max_nonfinite=1, params=list(model.parameters()))
     precision.dtype, precision.scaler = torch.float16, torch.amp.GradScaler("cpu", init_scale=2.0**16)
-    precision.backward(model(torch.ones(1, 2)).sum() / 2)  # gradient 0.5 per weight, scaled
+    precision.backward(model(torch.ones(1, 2)).sum() / 3)  # gradient 1/3 per weight, scaled
     assert not precision.check_loss({"loss_cls": torch.tensor(float("nan"))}, "it 1")
-    assert precision.name == "fp32"
-    assert precision.step(opt, list(model.parameters()), None, "it 1")
-    assert torch.allclose(model.weight, torch.full((1, 2), 0.95))
+    assert precision.name == "fp32" and precision.fell_back
+    precision.backward(model(torch.ones(1, 2)).sum() / 3)  # fp32 now
+    assert precision.step(opt, list(model.parameters()), None, "it 2")
+    assert torch.allclose(model.weight, torch.full((1, 2), 1 - 0.1 * 2 / 3))
+    resumed = Precision("auto", torch.device("cpu"))
+    resumed.load_state_dict(precision.state_dict())
+    assert resumed.fell_back and resumed.name == "fp32"
 
 
 def test_fp32_skip_policy_stops_after_max_nonfinite_steps():
@@ -275,7 +281,7 @@ def test_fp32_skip_policy_stops_after_max_nonfinite_steps():
 
 def test_resume_applies_lr_and_schedule_overrides(tmp_path, repo, monkeypatch, capsys):
     """--resume with train.lr=...: the optimiser trains at the new LR (it used to keep the old one)."""
-    monkeypatch.setattr(tl, "build_model", lambda cfg: Probe())
+    monkeypatch.setattr(tl, "build_model", lambda cfg, **kw: Probe())
     run = new_run_dir(tmp_path, "r")
     train(tiny(repo, *PROBE, "train.epochs=1", "train.schedule=constant"), run, quiet=True)
     before = load_checkpoint(run / "last.pt")["model"]["w"].clone()
@@ -288,7 +294,7 @@ def test_resume_applies_lr_and_schedule_overrides(tmp_path, repo, monkeypatch, c
 
 
 def test_resume_refuses_what_it_cannot_apply(tmp_path, repo, monkeypatch):
-    monkeypatch.setattr(tl, "build_model", lambda cfg: Probe())
+    monkeypatch.setattr(tl, "build_model", lambda cfg, **kw: Probe())
     run = new_run_dir(tmp_path, "r")
     train(tiny(repo, *PROBE, "train.epochs=1"), run, quiet=True)
     with pytest.raises(ConfigError, match=r"--resume cannot change model.num_classes \(3 -> 5\)"):
@@ -304,7 +310,7 @@ class Exploding(Probe):
 
 
 def test_a_finite_but_exploding_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, repo, monkeypatch):
-    monkeypatch.setattr(tl, "build_model", lambda cfg: Exploding())
+    monkeypatch.setattr(tl, "build_model", lambda cfg, **kw: Exploding())
     run = new_run_dir(tmp_path, "boom")
     with pytest.raises(DivergenceError, match=r"training diverged at epoch 1, iteration \d+: .* \(this batch: loss_seg="):
         train(tiny(repo, *PROBE, "train.epochs=2"), run, quiet=True)
@@ -313,7 +319,7 @@ def test_a_finite_but_exploding_loss_stops_the_run_and_keeps_the_last_good_check
 
 def test_nonfinite_weights_are_never_saved(tmp_path, repo, monkeypatch):
     probe = Probe()
-    monkeypatch.setattr(tl, "build_model", lambda cfg: probe)
+    monkeypatch.setattr(tl, "build_model", lambda cfg, **kw: probe)
     original = Probe.loss
 
     def poisoning(self, images, labels):  # the 10th batch (epoch 2) leaves an inf in a buffer
@@ -371,7 +377,7 @@ def test_ddp_ranks_draw_different_augmentations_and_reruns_repeat_them(tmp_path,
 
 def test_best_checkpoint_ties_go_to_the_later_epoch_but_do_not_reset_patience(tmp_path, repo, monkeypatch):
     """The probe's accuracy never changes: best.pt is the last validated epoch, and patience 2 stops at epoch 3."""
-    monkeypatch.setattr(tl, "build_model", lambda cfg: Probe())
+    monkeypatch.setattr(tl, "build_model", lambda cfg, **kw: Probe())
     run = new_run_dir(tmp_path, "ties")
     train(tiny(repo, *PROBE, "train.epochs=6", "eval.patience=2"), run, quiet=True)
     assert load_checkpoint(run / "best.pt")["epoch"] == load_checkpoint(run / "last.pt")["epoch"] == 3
@@ -384,3 +390,56 @@ def test_workers_are_capped_to_the_cores_of_the_machine(repo, capsys):
     train_set, _ = build_datasets(cfg, "classification")
     loader = make_loader(train_set, cfg, train=True)
     assert 1 <= loader.num_workers == len(os.sched_getaffinity(0)) < 512
+
+
+def test_resume_with_another_eval_metric_picks_the_best_again(tmp_path, repo, monkeypatch):
+    run = new_run_dir(tmp_path, "metric")
+    train(tiny(repo, "train.epochs=2"), run, quiet=True)
+    train(tiny(repo, "train.epochs=3", "eval.metric=val/loss", "eval.mode=min"), run, quiet=True,
+          resume=run / "last.pt")
+    log = load_checkpoint(run / "last.pt")["log"]
+    losses = [r["val/loss"] for r in log["rows"]]
+    assert log["best_value"] == min(losses) and log["best"]["val/loss"] == min(losses)
+
+
+DDP_SKIP_WORKER = r'''
+import os, sys, torch
+import detseg.engine.train_loop as tl
+sys.path.insert(0, sys.argv[3])
+from test_engine_features import Probe, PROBE, TINY
+from detseg.config import load_config
+rank = int(os.environ["RANK"])
+
+class NanOnRank0(Probe):
+    """Rank 0's second batch (the last of a 2-batch window) has a NaN loss."""
+    def loss(self, images, labels):
+        self.n = getattr(self, "n", 0) + 1
+        out = super().loss(images, labels)
+        if rank == 0 and self.n == 2:
+            out["loss_cls"] = out["loss_cls"] * float("nan")
+        return out
+
+model = NanOnRank0()
+tl.build_model = lambda cfg, **kw: model
+cfg = load_config(sys.argv[1], TINY + PROBE + ["train.epochs=1", "train.accumulate=2", "train.on_nonfinite=skip",
+                                              "train.max_nonfinite_steps=5", "train.schedule=constant"])
+tl.train(cfg, __import__("pathlib").Path(sys.argv[2]), quiet=True)
+torch.save(model.state_dict(), f"{sys.argv[2]}/rank{rank}.pt")
+'''
+
+
+@pytest.mark.slow
+def test_ddp_ranks_stay_identical_when_the_last_batch_of_a_window_is_skipped(tmp_path, repo):
+    """The window's first batch ran under no_sync; with no backward on its last batch, DDP never
+    averaged it, and each rank used to step with its own gradients."""
+    worker = tmp_path / "worker.py"
+    worker.write_text(DDP_SKIP_WORKER)
+    run = tmp_path / "run"
+    run.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29523", str(worker),
+         str(repo / "configs/classifier_resnet18_shapes.yaml"), str(run), str(Path(__file__).parent)],
+        cwd=repo, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = torch.load(run / "rank0.pt"), torch.load(run / "rank1.pt")
+    assert torch.equal(a["w"], b["w"]) and not torch.equal(a["w"], torch.zeros(3))

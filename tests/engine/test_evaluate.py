@@ -10,7 +10,8 @@ from torch import nn
 
 from detseg.config import load_config
 from detseg.data.build import build_datasets, make_loader
-from detseg.engine.evaluate import build_evaluator, to_original_frame, validate
+from detseg.data.geometry import Resize
+from detseg.engine.evaluate import build_evaluator, validate
 from detseg.evaluation import CocoEvaluator
 from detseg.structures.instances import Detections
 
@@ -73,7 +74,7 @@ def test_to_original_frame_inverts_the_letterbox():
     masks[0, 30:60, 20:50] = True
     det = Detections(torch.tensor([[20.0, 30.0, 50.0, 60.0]]), torch.ones(1), torch.zeros(1, dtype=torch.long),
                      masks=masks)
-    back = to_original_frame(det, (48, 64), cfg)  # scale 1.5, pad_y (96 - 72) / 2 = 12
+    back = Resize.from_config((48, 64), cfg).detections_back(det)  # scale 1.5, pad_y (96 - 72) / 2 = 12
     assert back.boxes[0].tolist() == pytest.approx([20 / 1.5, 18 / 1.5, 50 / 1.5, 48 / 1.5])
     assert back.masks.shape == (1, 48, 64)
     ys, xs = back.masks[0].nonzero(as_tuple=True)

@@ -18,7 +18,9 @@ def test_run_folder_contents(tmp_path, repo):
     cfg = load_config(repo / "configs/classifier_resnet18_shapes.yaml", TINY)
     run = new_run_dir(tmp_path, "run")
     best = train(cfg, run, quiet=True)
-    assert {p.name for p in run.iterdir()} == {"config.yaml", "last.pt", "best.pt", "metrics.csv", "curves.png"}
+    names = {p.name for p in run.iterdir()}
+    events = {n for n in names if n.startswith("events.out.tfevents.")}  # TensorBoard
+    assert names - events == {"config.yaml", "last.pt", "best.pt", "metrics.csv", "curves.png"} and len(events) == 1
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert {"train/loss", "val/loss_cls", "accuracy", "accuracy/circle"} <= set(rows[0])

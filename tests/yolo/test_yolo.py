@@ -11,7 +11,7 @@ import torch
 from detseg.backbones.build import build_backbone
 from detseg.config import load_config
 from detseg.config.schema import AugmentConfig
-from detseg.data.transforms import letterbox_boxes, unletterbox_boxes
+from detseg.data.geometry import Resize
 from detseg.models import build_model
 from detseg.structures.instances import Instances
 from detseg.yolo import YOLO, TaskAlignedAssigner, yolo
@@ -187,9 +187,10 @@ def test_boxes_map_back_through_the_letterbox():
     cfg = AugmentConfig(image_size=64, resize="letterbox")
     # a 50 x 100 (h x w) image: scale 0.64, resized to 32 x 64, padded 16 px top and bottom
     predicted = torch.tensor([[6.4, 22.4, 19.2, 41.6], [0.0, 0.0, 64.0, 20.0]])
-    back = unletterbox_boxes(predicted, (50, 100), cfg)
+    r = Resize.from_config((50, 100), cfg)
+    back = r.boxes_back(predicted)
     torch.testing.assert_close(back, torch.tensor([[10.0, 10.0, 30.0, 40.0], [0.0, 0.0, 100.0, 6.25]]))
-    torch.testing.assert_close(letterbox_boxes(back[:1], (50, 100), cfg), predicted[:1])
+    torch.testing.assert_close(r.boxes(back[:1]), predicted[:1])
 
 
 # ----------------------------------------------------------------------------- shapes, contract
@@ -318,3 +319,32 @@ def test_yolo_nano_learns_shapes(tmp_path: Path, repo):
     cfg = load_config(repo / "configs/yolo_shapes.yaml", ["train.device=cpu"])
     best = train(cfg, new_run_dir(tmp_path, "run"), quiet=True)
     assert best["bbox/mAP50"] >= 0.8, best
+
+
+@pytest.mark.slow
+@pytest.mark.coco128
+def test_yolo_nano_learns_real_images_with_the_configs_recipe(tmp_path: Path, repo):
+    """configs/yolo_coco.yaml's recipe (Nesterov SGD at lr 0.01, momentum 0.937, weight decay 5e-4,
+    losses summed over the nominal batch) fits 32 coco128 images at 256 px: bbox mAP50 measured
+    0.36 after 60 epochs (0.32 with mean losses at the same lr); the nominal batch is the batch
+    here, since 32 images hold only four of them. Mosaic, scale and colour jitter are off: this
+    checks targets, assigner, losses and the optimiser, not augmentation."""
+    import json
+
+    from detseg.engine.checkpoint import new_run_dir
+    from detseg.engine.train_loop import train
+
+    root = repo.parent / "shared" / "data" / "coco128"
+    data = json.loads((root / "annotations/instances.json").read_text())
+    ids = {im["id"] for im in sorted(data["images"], key=lambda im: im["file_name"])[:32]}
+    subset = {**data, "images": [im for im in data["images"] if im["id"] in ids],
+              "annotations": [a for a in data["annotations"] if a["image_id"] in ids]}
+    (tmp_path / "subset.json").write_text(json.dumps(subset))
+    cfg = load_config(repo / "configs/yolo_coco.yaml", [
+        f"data.train.images={root / 'images'}", f"data.val.images={root / 'images'}",
+        f"data.train.annotations={tmp_path / 'subset.json'}", f"data.val.annotations={tmp_path / 'subset.json'}",
+        "data.augment.image_size=256", "data.augment.mosaic_prob=0", "data.augment.scale_jitter=[1.0,1.0]",
+        "data.augment.color_jitter=0", "data.batch_size=8", "data.num_workers=0", "train.nominal_batch_size=8",
+        "train.epochs=60", "train.device=cpu", "eval.interval=60", "eval.metric=bbox/mAP50"])
+    best = train(cfg, new_run_dir(tmp_path, "run"), quiet=True)
+    assert best["bbox/mAP50"] >= 0.25, best

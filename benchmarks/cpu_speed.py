@@ -72,7 +72,7 @@ from detseg.detection import faster_rcnn, load_torchvision_faster_rcnn
 from detseg.inference.export import export, match_detections
 from detseg.inference.predictor import fuse_conv_bn
 from detseg.models import build_model
-from detseg.structures.image_list import IMAGENET_MEAN, IMAGENET_STD
+from detseg.structures.normalize import IMAGENET_MEAN, IMAGENET_STD
 from detseg.yolo import yolo
 
 

@@ -1,6 +1,6 @@
 """Write docs/architectures.md from detseg's own models, or check that it is up to date.
 
-Every number in the guide comes from :mod:`detseg.utils.design` (which builds the layers and
+Every number in the guide comes from :mod:`detseg.docs.design` (which builds the layers and
 counts them with :mod:`detseg.utils.summary`), so the guide cannot drift from the code: when a
 model changes, ``--check`` fails (``tests/tools/test_make_docs.py`` runs it) until the guide is
 regenerated.
@@ -80,7 +80,7 @@ HEADER = """\
      `python tools/make_docs.py --check` (run by tests/tools/test_make_docs.py) fails when this
      file is out of date with the code. -->
 
-Every number below is computed from detseg's models and layers (`detseg/utils/design.py`,
+Every number below is computed from detseg's models and layers (`detseg/docs/design.py`,
 counted by `detseg/utils/summary.py`) and checked by tests; regenerate with
 `python tools/make_docs.py`.
 
@@ -352,7 +352,7 @@ def design_sections(design) -> list[str]:
 def generate() -> str:
     """The full text of docs/architectures.md."""
     from detseg.backbones.build import BACKBONES
-    from detseg.utils import design
+    from detseg.docs import design
 
     costs = [design.backbone_costs(name, **OPTIONS.get(name, {})) for name in BACKBONES]
     lines = HEADER.splitlines() + [""] + backbone_sections(costs) + design_sections(design)
@@ -378,7 +378,7 @@ def zoo_sections() -> list[str]:
     """The tables of docs/model_zoo.md."""
     import yaml
 
-    from detseg.utils import design
+    from detseg.docs import design
 
     entries = yaml.safe_load((REPO / "docs" / "zoo_measurements.yaml").read_text(encoding="utf-8")) or {}
     measured = {k: v for k, v in entries.items() if not k.startswith("_")}  # "_name": YAML anchors

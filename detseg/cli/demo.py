@@ -22,7 +22,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detseg.cli import CHECKOUT
 from detseg.config import ConfigError, load_config
 from detseg.data.synthetic import ShapesConfig, generate_sample
 from detseg.engine.checkpoint import new_run_dir
@@ -30,6 +29,9 @@ from detseg.engine.train_loop import train
 from detseg.inference import Predictor
 
 #: (config, picture file, what the picture shows)
+#: the repository of a checkout or editable install (configs/ lives there)
+CHECKOUT = Path(__file__).resolve().parents[2]
+
 DEMOS = (
     ("configs/mask_rcnn_shapes.yaml", "detections.png", "Mask R-CNN: boxes, names, scores and masks"),
     ("configs/fcn8s_shapes.yaml", "segmentation.png", "FCN-8s: label map overlaid"),
@@ -52,7 +54,7 @@ def demo_config(config: str) -> Path:
 
 def picture_grid(results, columns: int = 4) -> np.ndarray:
     """Drawn results tiled into one RGB image."""
-    tiles = [r.plot(score_threshold=0.5) for r in results]
+    tiles = [r.plot(score_thresh=0.5) for r in results]
     h, w = tiles[0].shape[:2]
     rows = -(-len(tiles) // columns)
     grid = np.full((rows * h, columns * w, 3), 255, np.uint8)

@@ -25,14 +25,14 @@ from pathlib import Path
 
 import torch
 
+from detseg.checkpoint_io import CheckpointError, load_checkpoint
 from detseg.config import ExperimentConfig, config_from_dict, load_config
 from detseg.data.build import build_datasets, make_loader
-from detseg.engine.checkpoint import CheckpointError, load_checkpoint
 from detseg.engine.evaluate import build_evaluator, validate
-from detseg.engine.train_loop import resolve_device
 from detseg.evaluation import CocoEvaluator, format_metrics
 from detseg.errors import InputError, one_line
 from detseg.models import build_model, model_spec
+from detseg.utils.device import resolve_device
 
 
 def eval_config(config: str | None, overrides: list[str], state: dict, checkpoint: str) -> ExperimentConfig:

@@ -29,9 +29,10 @@ from pathlib import Path
 from detseg.config import dump_used_config, load_config
 from detseg.engine.checkpoint import new_run_dir
 from detseg.engine.distributed import is_main_process
-from detseg.engine.train_loop import TrainingStopped, resolve_device, train
+from detseg.engine.train_loop import TrainingStopped, train
 from detseg.errors import InputError, one_line
 from detseg.evaluation import format_metrics
+from detseg.utils.device import resolve_device
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,6 +104,12 @@ class ModelConfig:
             raise ValueError(
                 f"class_names has {len(self.class_names)} names for num_classes={self.num_classes}"
             )
+        if self.arch == "yolov1":  # its post-processing is in yolo.v1; the yolo.* values are YOLOv8's
+            default = YoloConfig()
+            stale = [k for k in ("score_thresh", "nms_iou", "max_det") if getattr(self.yolo, k) != getattr(default, k)]
+            if stale:
+                raise ValueError(f"arch yolov1 does not read model.yolo.{stale[0]} (arch yolo's); "
+                                 f"set model.yolo.v1.{stale[0]}")
 
 
 ResizeMode = Literal["letterbox", "keep_ratio", "stretch"]

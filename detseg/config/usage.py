@@ -39,7 +39,7 @@ MODEL_PARTS: dict[str, tuple[str, ...]] = {
                       "segmentation.loss"),
     "deeplabv3": ("backbone", "segmentation.aspp", "segmentation.loss"),
     "yolo": ("backbone", *(f"yolo.{f.name}" for f in dataclasses.fields(YoloConfig) if f.name != "v1")),
-    "yolov1": ("backbone", "yolo.score_thresh", "yolo.nms_iou", "yolo.max_det", "yolo.v1"),
+    "yolov1": ("backbone", "yolo.v1"),
 }
 
 #: data.format -> the ``data.train`` / ``data.val`` fields its reader reads

@@ -30,6 +30,10 @@ class YoloV1Config:
         dropout: dropout after the hidden layer (0.5 in the paper).
         lambda_coord / lambda_noobj: weights of the box term and of the no-object confidence
             term of the sum-squared loss (5 and 0.5 in the paper).
+        score_thresh: detections with a lower score (``confidence * P(class | object)``) are
+            dropped before NMS.
+        nms_iou: IoU threshold of the class-aware NMS.
+        max_det: detections kept per image after NMS.
     """
 
     in_feature: str = "c5"
@@ -40,10 +44,15 @@ class YoloV1Config:
     dropout: float = 0.5
     lambda_coord: float = 5.0
     lambda_noobj: float = 0.5
+    score_thresh: float = 0.001
+    nms_iou: float = 0.7
+    max_det: int = 300
 
     def __post_init__(self) -> None:
         if self.grid_size < 1 or self.boxes_per_cell < 1:
             raise ValueError(f"grid_size and boxes_per_cell must be >= 1, got {self.grid_size}, {self.boxes_per_cell}")
+        if not 0 <= self.score_thresh < 1 or not 0 < self.nms_iou <= 1:
+            raise ValueError(f"need 0 <= score_thresh < 1 and 0 < nms_iou <= 1, got {self.score_thresh}, {self.nms_iou}")
 
 
 @dataclass
@@ -71,7 +80,7 @@ class YoloConfig:
         nms_iou: IoU threshold of the class-aware NMS.
         pre_nms_top_n: highest-scoring (anchor, class) pairs kept per image before NMS.
         max_det: detections kept per image after NMS.
-        v1: settings of ``arch: yolov1``.
+        v1: settings of ``arch: yolov1``, its post-processing included (it reads nothing else here).
     """
 
     scale: Literal["nano", "small", "medium"] = "nano"

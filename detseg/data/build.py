@@ -11,9 +11,9 @@ from torch.utils.data import DataLoader
 
 from ..config import ConfigError, DataConfig
 from ..config.schema import SplitConfig
-from ..structures.instances import collate
 from .classification import classification_datasets
 from .coco import CocoDataset
+from .collate import collate
 from .mask_folder import MaskFolderDataset
 from .preflight import preflight
 from .sample import SafeDataset

@@ -277,64 +277,81 @@ def check_dataset(dataset, *, progress: bool = True, max_examples: int = 5) -> D
         this function and is the caller's to report.
     """
     names = tuple(str(n) for n in getattr(dataset, "class_names", ()))
-    k = len(names)
     log = getattr(dataset, "problems", None)
     report = DatasetReport(source=describe_dataset(dataset), class_names=names, num_images=len(dataset),
                            skipped_images=int(getattr(log, "skipped_images", 0)),
-                           instances_per_class=[0] * k, crowd_per_class=[0] * k, images_per_class=[0] * k,
                            notes=list(dataset.notes()) if hasattr(dataset, "notes") else [])
-    get = getattr(dataset, "load", None) or dataset.__getitem__
-    boxes_checked = bool(getattr(dataset, "boxes_checked", False))
-    per_class = np.zeros(k, np.int64)
-    crowd_per_class = np.zeros(k, np.int64)
-    images_per_class = np.zeros(k, np.int64)
-    pixels = np.zeros(k + 2, np.int64)  # background, classes, ignore
-    min_hw, max_hw = [math.inf, math.inf], [0, 0]
-
-    def problem(key: str, count: int, example: str) -> None:
-        if count:
-            report.problems[key] += count
-            if len(report.examples[key]) < max_examples:
-                report.examples[key].append(example)
-
+    tally = _Tally(report, dataset, max_examples)
     for key, count in (getattr(log, "counts", None) or {}).items():
         report.problems[key] += count
         report.examples[key] += log.examples[key][:max_examples]
-
+    get = getattr(dataset, "load", None) or dataset.__getitem__
     for index in tqdm(range(len(dataset)), desc="checking images", unit="img", disable=not progress,
                       leave=False, file=sys.stderr):
         try:
             sample = get(index)
         except ImageReadError as exc:
-            problem("unreadable_images", 1, str(exc))
+            tally.problem("unreadable_images", 1, str(exc))
             continue
         except DatasetError as exc:
-            problem(exc.kind if exc.kind in PROBLEMS else "load_errors", 1, str(exc))
+            tally.problem(exc.kind if exc.kind in PROBLEMS else "load_errors", 1, str(exc))
             continue
-        where = getattr(sample, "file_name", "") or f"image {index}"
-        h, w = sample.image.shape[:2]
-        min_hw = [min(min_hw[0], h), min(min_hw[1], w)]
-        max_hw = [max(max_hw[0], h), max(max_hw[1], w)]
+        tally.add(index, sample)
+    return tally.finish()
 
+
+class _Tally:
+    """The counts :func:`check_dataset` gathers over decoded samples, written into its report at the end."""
+
+    def __init__(self, report: DatasetReport, dataset, max_examples: int) -> None:
+        k = len(report.class_names)
+        self.report, self.dataset, self.k, self.max_examples = report, dataset, k, max_examples
+        self.boxes_checked = bool(getattr(dataset, "boxes_checked", False))
+        self.per_class = np.zeros(k, np.int64)
+        self.crowd_per_class = np.zeros(k, np.int64)
+        self.images_per_class = np.zeros(k, np.int64)
+        self.pixels = np.zeros(k + 2, np.int64)  # background, classes, ignore
+        self.min_hw, self.max_hw = [math.inf, math.inf], [0, 0]
+
+    def problem(self, key: str, count: int, example: str) -> None:
+        if count:
+            self.report.problems[key] += count
+            if len(self.report.examples[key]) < self.max_examples:
+                self.report.examples[key].append(example)
+
+    def add(self, index: int, sample) -> None:
+        """One decoded sample: its size, then its label map or its instances."""
+        h, w = sample.image.shape[:2]
+        self.min_hw = [min(self.min_hw[0], h), min(self.min_hw[1], w)]
+        self.max_hw = [max(self.max_hw[0], h), max(self.max_hw[1], w)]
         semantic = getattr(sample, "semantic", None)
         labels = np.asarray(sample.labels, np.int64).reshape(-1)
         if semantic is not None and not len(labels):
-            counts = np.bincount(np.asarray(semantic, np.uint8).ravel(), minlength=256)
-            pixels[: k + 1] += counts[: k + 1]
-            pixels[k + 1] += counts[IGNORE_INDEX]
-            images_per_class[counts[1:k + 1] > 0] += 1
-            if counts[1:k + 1].any():
-                report.images_with_labels += 1
-            else:
-                report.images_without_labels += 1
-            continue
+            self._label_map(semantic)
+        elif not len(labels):
+            self.report.images_without_labels += 1
+        else:
+            self._instances(index, sample, labels, h, w)
 
+    def _label_map(self, semantic) -> None:
+        k = self.k
+        counts = np.bincount(np.asarray(semantic, np.uint8).ravel(), minlength=256)
+        self.pixels[: k + 1] += counts[: k + 1]
+        self.pixels[k + 1] += counts[IGNORE_INDEX]
+        self.images_per_class[counts[1:k + 1] > 0] += 1
+        if counts[1:k + 1].any():
+            self.report.images_with_labels += 1
+        else:
+            self.report.images_without_labels += 1
+
+    def _instances(self, index: int, sample, labels: np.ndarray, h: int, w: int) -> None:
+        """Class counts, labels out of range, non-finite boxes and (unless the reader checked
+        them) boxes that loading would clip or drop; examples name the file and the instance."""
+        k, report, dataset = self.k, self.report, self.dataset
+        where = getattr(sample, "file_name", "") or f"image {index}"
         boxes = np.asarray(sample.boxes, np.float64).reshape(-1, 4)
         iscrowd = getattr(sample, "iscrowd", None)
         iscrowd = np.zeros(len(labels), bool) if iscrowd is None else np.asarray(iscrowd, bool).reshape(-1)
-        if not len(labels):
-            report.images_without_labels += 1
-            continue
         report.images_with_labels += 1
         if iscrowd.all():
             report.crowd_only_images += 1
@@ -347,34 +364,36 @@ def check_dataset(dataset, *, progress: bool = True, max_examples: int = 5) -> D
             return f"{where}: {first}" if first else where
 
         valid = (labels >= 0) & (labels < k)
-        problem("labels_out_of_range", int((~valid).sum()),
-                f"{instance(~valid) if (~valid).any() else where}: labels "
-                f"{sorted(set(labels[~valid].tolist()))} outside [0, {k})")
-        np.add.at(per_class, labels[valid], 1)
-        np.add.at(crowd_per_class, labels[valid & iscrowd], 1)
-        images_per_class[np.unique(labels[valid])] += 1
+        self.problem("labels_out_of_range", int((~valid).sum()),
+                     f"{instance(~valid) if (~valid).any() else where}: labels "
+                     f"{sorted(set(labels[~valid].tolist()))} outside [0, {k})")
+        np.add.at(self.per_class, labels[valid], 1)
+        np.add.at(self.crowd_per_class, labels[valid & iscrowd], 1)
+        self.images_per_class[np.unique(labels[valid])] += 1
 
         finite = np.isfinite(boxes).all(1)
         if (~finite).any():
-            problem("non_finite_boxes", int((~finite).sum()),
-                    f"{instance(~finite)}: box {_fmt_box(boxes[~finite][0])}")
-        if boxes_checked:
-            continue  # the reader recorded them when it was built, from the same sizes
+            self.problem("non_finite_boxes", int((~finite).sum()),
+                         f"{instance(~finite)}: box {_fmt_box(boxes[~finite][0])}")
+        if self.boxes_checked:
+            return  # the reader recorded them when it was built, from the same sizes
         for key, mask in box_changes(boxes, h, w).items():
             if mask.any():
                 first = int(np.flatnonzero(mask)[0])
-                problem(key, int(mask.sum()), box_text(where, named[first], boxes[first], h, w))
+                self.problem(key, int(mask.sum()), box_text(where, named[first], boxes[first], h, w))
 
-    report.instances_per_class = per_class.tolist()
-    report.crowd_per_class = crowd_per_class.tolist()
-    report.images_per_class = images_per_class.tolist()
-    report.pixels_per_class = pixels.tolist()
-    if max_hw[0]:
-        report.image_sizes = (int(min_hw[0]), int(min_hw[1]), int(max_hw[0]), int(max_hw[1]))
-    report.build_counts = {str(k): int(v) for k, v in dict(getattr(dataset, "counts", {}) or {}).items()
-                           if k not in ("clipped_boxes", "dropped_boxes")  # those are __getitem__'s
-                           and k not in PROBLEMS}  # already among the problems, with examples
-    return report
+    def finish(self) -> DatasetReport:
+        report = self.report
+        report.instances_per_class = self.per_class.tolist()
+        report.crowd_per_class = self.crowd_per_class.tolist()
+        report.images_per_class = self.images_per_class.tolist()
+        report.pixels_per_class = self.pixels.tolist()
+        if self.max_hw[0]:
+            report.image_sizes = (int(self.min_hw[0]), int(self.min_hw[1]), int(self.max_hw[0]), int(self.max_hw[1]))
+        report.build_counts = {str(k): int(v) for k, v in dict(getattr(self.dataset, "counts", {}) or {}).items()
+                               if k not in ("clipped_boxes", "dropped_boxes")  # those are __getitem__'s
+                               and k not in PROBLEMS}  # already among the problems, with examples
+        return report
 
 
 # --------------------------------------------------------------------------- command-line sources

@@ -56,15 +56,6 @@ _CUT_TOLERANCE = 2.0
 _CV_MAX_CHANNELS = 512
 
 
-# --------------------------------------------------------------------------- eval resize maths
-
-
-def eval_resize_params(orig_size: tuple[int, int], cfg: AugmentConfig) -> tuple[float, float, float, float]:
-    """``(scale_x, scale_y, pad_x, pad_y)`` of :class:`~detseg.data.geometry.Resize` (its older spelling)."""
-    r = Resize.from_config(orig_size, cfg)
-    return r.scale_x, r.scale_y, r.pad_x, r.pad_y
-
-
 # --------------------------------------------------------------------------- numpy helpers
 
 

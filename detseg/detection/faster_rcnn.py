@@ -10,22 +10,22 @@ Shape shorthand: N images, Hp x Wp padded batch size, K foreground classes.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import MultiScaleRoIAlign
 
-from ..backbones.base import Backbone
+from ..backbones.base import Backbone, FeatureSpec
 from ..backbones.build import build_backbone
+from ..config.two_stage import RoIHeadsConfig, RPNConfig, TrainTest
 from ..necks.fpn import FPN, build_fpn
 from ..structures import Normalize
 from ..structures.instances import Detections, Instances
-from .anchors import AnchorGenerator, default_anchor_sizes
 from .base import Detector, check_targets
-from .roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
-from .rpn import RPN, RPNHead
+from .roi_heads import RoIHeads, TwoMLPHead, roi_pooler
+from .rpn import RPN
 from .traceable import multiscale_roi_align
 
 
@@ -167,6 +167,62 @@ class TwoStageDetector(Detector):
         return tuple(specs[k].stride for k in self.roi_features)
 
 
+#: faster_rcnn()'s flat keywords (torchvision's ``fasterrcnn_*`` spellings) -> the
+#: :class:`~detseg.config.two_stage.RPNConfig` field each sets; the dataclass holds the defaults
+RPN_KEYWORDS = {
+    "rpn_features": "in_features", "anchor_sizes": "anchor_sizes", "aspect_ratios": "aspect_ratios",
+    "rpn_conv_depth": "conv_depth", "rpn_fg_iou": "fg_iou", "rpn_bg_iou": "bg_iou",
+    "rpn_batch_size_per_image": "batch_size_per_image", "rpn_positive_fraction": "positive_fraction",
+    "rpn_pre_nms_top_n": "pre_nms_top_n", "rpn_post_nms_top_n": "post_nms_top_n", "rpn_nms_iou": "nms_iou",
+    "rpn_score_thresh": "score_thresh", "rpn_min_size": "min_size", "rpn_smooth_l1_beta": "smooth_l1_beta",
+}
+#: the same for :class:`~detseg.config.two_stage.RoIHeadsConfig`
+ROI_KEYWORDS = {
+    "roi_features": "in_features", "pooler_size": "pooler_size", "sampling_ratio": "sampling_ratio",
+    "canonical_scale": "canonical_scale", "canonical_level": "canonical_level",
+    "representation_size": "representation_size", "roi_fg_iou": "fg_iou", "roi_bg_iou": "bg_iou",
+    "roi_batch_size_per_image": "batch_size_per_image", "roi_positive_fraction": "positive_fraction",
+    "bbox_reg_weights": "bbox_reg_weights", "score_thresh": "score_thresh", "nms_iou": "nms_iou",
+    "detections_per_img": "detections_per_img", "roi_smooth_l1_beta": "smooth_l1_beta",
+}
+
+
+def _with_keywords(section, table: dict[str, str], options: dict):
+    """``section`` with the flat keywords of ``table`` taken out of ``options`` (``None`` = unset;
+    ``{"train": n, "test": n}`` dicts become :class:`TrainTest`)."""
+    fields = {}
+    for keyword, name in table.items():
+        value = options.pop(keyword, None)
+        if value is not None:
+            fields[name] = TrainTest(**value) if isinstance(value, dict) else value
+    return replace(section, **fields)
+
+
+def _feature_maps(backbone: Backbone, neck: FPN | None, fpn_features: Sequence[str], rpn: RPNConfig,
+                  roi: RoIHeadsConfig) -> tuple[dict[str, FeatureSpec], tuple[str, ...], tuple[str, ...]]:
+    """The maps the stages can read (name -> spec) and the names the RPN and the RoI pooler read.
+
+    Defaults: with an FPN every level (RPN) and the levels built from backbone stages (RoI);
+    without, the backbone's last map for both. Both stages read one channel count.
+    """
+    if neck is not None:
+        specs = neck.feature_specs
+        rpn_features = tuple(rpn.in_features or specs)
+        roi_features = tuple(roi.in_features or (f"p{n[1:]}" for n in fpn_features))
+    else:
+        specs = backbone.feature_specs
+        last = tuple(specs)[-1]
+        rpn_features, roi_features = tuple(rpn.in_features or (last,)), tuple(roi.in_features or (last,))
+    for role, names in (("rpn_features", rpn_features), ("roi_features", roi_features)):
+        missing = [n for n in names if n not in specs]
+        if missing:
+            raise ValueError(f"{role} {list(names)}: available maps are {list(specs)}")
+    channels = {specs[n].channels for n in rpn_features + roi_features}
+    if len(channels) != 1:
+        raise ValueError(f"RPN/RoI maps must share a channel count (use an FPN), got {channels}")
+    return specs, rpn_features, roi_features
+
+
 def faster_rcnn(
     backbone: str | Backbone = "resnet50",
     *,
@@ -177,101 +233,44 @@ def faster_rcnn(
     fpn_features: Sequence[str] = ("c2", "c3", "c4", "c5"),
     fpn_channels: int = 256,
     fpn_extra_levels: str = "pool",
-    rpn_features: Sequence[str] | None = None,
-    roi_features: Sequence[str] | None = None,
-    anchor_sizes: Sequence[Sequence[float]] | None = None,
-    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
-    rpn_conv_depth: int = 1,
-    rpn_fg_iou: float = 0.7,
-    rpn_bg_iou: float = 0.3,
-    rpn_batch_size_per_image: int = 256,
-    rpn_positive_fraction: float = 0.5,
-    rpn_pre_nms_top_n: dict[str, int] | None = None,
-    rpn_post_nms_top_n: dict[str, int] | None = None,
-    rpn_nms_iou: float = 0.7,
-    rpn_score_thresh: float = 0.0,
-    rpn_min_size: float = 1e-3,
-    rpn_smooth_l1_beta: float = 1.0 / 9.0,
-    pooler_size: int = 7,
-    sampling_ratio: int = 2,
-    canonical_scale: int = 224,
-    canonical_level: int = 4,
-    representation_size: int = 1024,
-    roi_fg_iou: float = 0.5,
-    roi_bg_iou: float = 0.5,
-    roi_batch_size_per_image: int = 512,
-    roi_positive_fraction: float = 0.25,
-    bbox_reg_weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
-    score_thresh: float = 0.05,
-    nms_iou: float = 0.5,
-    detections_per_img: int = 100,
-    roi_smooth_l1_beta: float = 1.0 / 9.0,
-    **backbone_options,
+    rpn: RPNConfig | None = None,
+    roi_heads: RoIHeadsConfig | None = None,
+    **options,
 ) -> TwoStageDetector:
     """Build Faster R-CNN. Defaults are torchvision's ``fasterrcnn_resnet50_fpn``.
 
     Args:
-        backbone: a backbone name (built with ``width`` and ``backbone_options``) or a built one.
+        backbone: a backbone name (built with ``width`` and the backbone options) or a built one.
         num_classes: K foreground classes.
         backbone_features: stages the backbone returns; default ``fpn_features`` with an FPN,
             ``("c4",)`` without (the paper's conv4/C4 map, stride 16).
         use_fpn: FPN on ``fpn_features`` (levels ``p*``, ``fpn_extra_levels`` on top) or a
             single feature map.
-        rpn_features / roi_features: maps the RPN / the RoI pooler read; default every level
-            (RPN) and the non-extra levels (RoI), or the single map.
-        anchor_sizes: one tuple per RPN level; see :func:`~.anchors.default_anchor_sizes`.
-        Other arguments: see :class:`~.rpn.RPN`, :class:`~.roi_heads.RoIHeads` and
-        :class:`~detseg.config.two_stage.RPNConfig` / ``RoIHeadsConfig``.
+        rpn / roi_heads: the two stages' settings (``model.two_stage.rpn`` / ``roi_heads`` of a
+            config); default: the dataclasses' defaults.
+        **options: flat keywords for single fields of those sections, torchvision-style
+            (:data:`RPN_KEYWORDS`, :data:`ROI_KEYWORDS`: ``rpn_nms_iou``, ``anchor_sizes``,
+            ``score_thresh``, ``representation_size``, ...; ``rpn_pre_nms_top_n`` and
+            ``rpn_post_nms_top_n`` as ``{"train": n, "test": n}``); they override ``rpn`` /
+            ``roi_heads``. Any other keyword goes to the backbone builder.
+
+    Example:
+        >>> model = faster_rcnn("resnet18", num_classes=3, width=0.25, fpn_channels=32,
+        ...                     rpn=RPNConfig(anchor_sizes=((16,), (32,), (64,), (128,))))
     """
+    rpn = _with_keywords(rpn or RPNConfig(), RPN_KEYWORDS, options)
+    roi = _with_keywords(roi_heads or RoIHeadsConfig(), ROI_KEYWORDS, options)
     if isinstance(backbone, str):
         out = backbone_features or (tuple(fpn_features) if use_fpn else ("c4",))
-        backbone = build_backbone(backbone, out_features=out, width=width, **backbone_options)
-    specs = backbone.feature_specs
+        backbone = build_backbone(backbone, out_features=out, width=width, **options)
+    neck = None
     if use_fpn:
-        neck = build_fpn(specs, tuple(fpn_features), fpn_channels, fpn_extra_levels)  # type: ignore[arg-type]
-        level_specs = neck.feature_specs
-        base_levels = tuple(f"p{n[1:]}" for n in fpn_features)
-        rpn_features = tuple(rpn_features or level_specs)
-        roi_features = tuple(roi_features or base_levels)
-    else:
-        neck, level_specs = None, specs
-        last = tuple(specs)[-1]
-        rpn_features = tuple(rpn_features or (last,))
-        roi_features = tuple(roi_features or (last,))
-    for role, names in (("rpn_features", rpn_features), ("roi_features", roi_features)):
-        missing = [n for n in names if n not in level_specs]
-        if missing:
-            raise ValueError(f"{role} {list(names)}: available maps are {list(level_specs)}")
-    channels = {level_specs[n].channels for n in rpn_features + roi_features}
-    if len(channels) != 1:
-        raise ValueError(f"RPN/RoI maps must share a channel count (use an FPN), got {channels}")
-    in_channels = channels.pop()
-    if anchor_sizes is None:
-        anchor_sizes = default_anchor_sizes([level_specs[n].stride for n in rpn_features], single_map=len(rpn_features) == 1)
-    if len(anchor_sizes) != len(rpn_features):
-        raise ValueError(f"anchor_sizes has {len(anchor_sizes)} levels for RPN maps {list(rpn_features)}; give one tuple per map")
-    anchors = AnchorGenerator(anchor_sizes, (tuple(aspect_ratios),))
-    counts = set(anchors.num_anchors_per_location)
-    if len(counts) != 1:
-        raise ValueError(f"every RPN level needs the same number of anchors, got {anchors.num_anchors_per_location}")
-    rpn = RPN(
-        RPNHead(in_channels, counts.pop(), rpn_conv_depth), anchors,
-        fg_iou=rpn_fg_iou, bg_iou=rpn_bg_iou, batch_size_per_image=rpn_batch_size_per_image,
-        positive_fraction=rpn_positive_fraction, pre_nms_top_n=rpn_pre_nms_top_n,
-        post_nms_top_n=rpn_post_nms_top_n, nms_iou=rpn_nms_iou, score_thresh=rpn_score_thresh,
-        min_size=rpn_min_size, smooth_l1_beta=rpn_smooth_l1_beta,
-    )
-    pool = MultiScaleRoIAlign(list(roi_features), pooler_size, sampling_ratio,
-                              canonical_scale=canonical_scale, canonical_level=canonical_level)
-    roi_heads = RoIHeads(
-        pool, TwoMLPHead(in_channels * pooler_size**2, representation_size),
-        FastRCNNPredictor(representation_size, num_classes), num_classes=num_classes,
-        fg_iou=roi_fg_iou, bg_iou=roi_bg_iou, batch_size_per_image=roi_batch_size_per_image,
-        positive_fraction=roi_positive_fraction, bbox_reg_weights=bbox_reg_weights,
-        score_thresh=score_thresh, nms_iou=nms_iou, detections_per_img=detections_per_img,
-        smooth_l1_beta=roi_smooth_l1_beta,
-    )
-    return TwoStageDetector(backbone, neck, rpn, roi_heads, rpn_features=rpn_features,
+        neck = build_fpn(backbone.feature_specs, tuple(fpn_features), fpn_channels, fpn_extra_levels)  # type: ignore[arg-type]
+    specs, rpn_features, roi_features = _feature_maps(backbone, neck, fpn_features, rpn, roi)
+    proposer = RPN.from_config(rpn, {n: specs[n] for n in rpn_features})
+    box_head = TwoMLPHead(specs[roi_features[0]].channels * roi.pooler_size**2, roi.representation_size)
+    heads = RoIHeads.from_config(roi, roi_pooler(roi, roi_features), box_head, num_classes)
+    return TwoStageDetector(backbone, neck, proposer, heads, rpn_features=rpn_features,
                             roi_features=roi_features, num_classes=num_classes)
 
 
@@ -281,11 +280,9 @@ def build_faster_rcnn(cfg) -> TwoStageDetector:
     ``model.neck`` set: FPN on ``neck.in_features``; unset: a single map, the last of
     ``backbone.out_features`` (default ``c4``). ``model.two_stage`` holds the RPN/RoI settings.
     """
-    b, ts = cfg.backbone, cfg.two_stage
-    rpn, roi = ts.rpn, ts.roi_heads
-    use_fpn = cfg.neck is not None
-    if use_fpn:
-        features = tuple(cfg.neck.in_features)
+    b, neck = cfg.backbone, cfg.neck
+    if neck is not None:
+        features = tuple(neck.in_features)
         extra = [f for f in (b.out_features or ()) if f not in features]
         if extra:
             raise ValueError(f"backbone.out_features {list(b.out_features)} has stages the FPN does not read: {extra}")
@@ -295,28 +292,10 @@ def build_faster_rcnn(cfg) -> TwoStageDetector:
         b.name, out_features=features, width=b.width, output_stride=b.output_stride,
         pretrained_path=b.pretrained, frozen_stages=b.frozen_stages, freeze_bn=b.freeze_bn,
     )
-    beta = {"smooth_l1": None, "l1": 0.0}
-    return faster_rcnn(
-        backbone, num_classes=cfg.num_classes, use_fpn=use_fpn,
-        fpn_features=features if use_fpn else ("c2", "c3", "c4", "c5"),
-        fpn_channels=cfg.neck.out_channels if use_fpn else 256,
-        fpn_extra_levels=cfg.neck.extra_levels if use_fpn else "none",
-        rpn_features=rpn.in_features, roi_features=roi.in_features,
-        anchor_sizes=rpn.anchor_sizes, aspect_ratios=rpn.aspect_ratios, rpn_conv_depth=rpn.conv_depth,
-        rpn_fg_iou=rpn.fg_iou, rpn_bg_iou=rpn.bg_iou, rpn_batch_size_per_image=rpn.batch_size_per_image,
-        rpn_positive_fraction=rpn.positive_fraction,
-        rpn_pre_nms_top_n={"train": rpn.pre_nms_top_n.train, "test": rpn.pre_nms_top_n.test},
-        rpn_post_nms_top_n={"train": rpn.post_nms_top_n.train, "test": rpn.post_nms_top_n.test},
-        rpn_nms_iou=rpn.nms_iou, rpn_score_thresh=rpn.score_thresh, rpn_min_size=rpn.min_size,
-        rpn_smooth_l1_beta=rpn.smooth_l1_beta if beta[rpn.box_loss] is None else 0.0,
-        pooler_size=roi.pooler_size, sampling_ratio=roi.sampling_ratio,
-        canonical_scale=roi.canonical_scale, canonical_level=roi.canonical_level,
-        representation_size=roi.representation_size, roi_fg_iou=roi.fg_iou, roi_bg_iou=roi.bg_iou,
-        roi_batch_size_per_image=roi.batch_size_per_image, roi_positive_fraction=roi.positive_fraction,
-        bbox_reg_weights=roi.bbox_reg_weights, score_thresh=roi.score_thresh, nms_iou=roi.nms_iou,
-        detections_per_img=roi.detections_per_img,
-        roi_smooth_l1_beta=roi.smooth_l1_beta if beta[roi.box_loss] is None else 0.0,
-    )
+    fpn = {} if neck is None else dict(fpn_features=features, fpn_channels=neck.out_channels,
+                                       fpn_extra_levels=neck.extra_levels)
+    return faster_rcnn(backbone, num_classes=cfg.num_classes, use_fpn=neck is not None, **fpn,
+                       rpn=cfg.two_stage.rpn, roi_heads=cfg.two_stage.roi_heads)
 
 
 #: torchvision ``FasterRCNN`` key prefix -> detseg prefix (everything else is named alike)

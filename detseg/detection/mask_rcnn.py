@@ -22,9 +22,9 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.roi_heads import paste_masks_in_image, project_masks_on_boxes
 from torchvision.ops import MultiScaleRoIAlign
 
-from ..structures.instances import Detections, Instances
+from ..structures.instances import Detections, Instances, num_with_background
 from .faster_rcnn import TwoStageDetector, build_faster_rcnn
-from .roi_heads import RoISample
+from .roi_heads import RoISample, roi_pooler
 from .traceable import multiscale_roi_align
 
 
@@ -156,11 +156,9 @@ def build_mask_rcnn(cfg) -> MaskRCNN:
     m = cfg.two_stage.mask
     in_channels = cfg.neck.out_channels if cfg.neck is not None else detector.backbone.feature_specs[
         detector.roi_features[0]].channels
-    pool = MultiScaleRoIAlign(list(detector.roi_features), m.pooler_size, cfg.two_stage.roi_heads.sampling_ratio,
-                              canonical_scale=cfg.two_stage.roi_heads.canonical_scale,
-                              canonical_level=cfg.two_stage.roi_heads.canonical_level)
+    pool = roi_pooler(cfg.two_stage.roi_heads, detector.roi_features, output_size=m.pooler_size)
     head = MaskRCNNHeads(in_channels, [m.conv_channels] * m.conv_layers, 1)
-    predictor = MaskRCNNPredictor(m.conv_channels, m.conv_channels, cfg.num_classes + 1)
+    predictor = MaskRCNNPredictor(m.conv_channels, m.conv_channels, num_with_background(cfg.num_classes))
     return MaskRCNN(detector, MaskBranch(pool, head, predictor, m.mask_thresh))
 
 

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import roi_align
 
 from ..backbones.base import Backbone
 from ..backbones.build import build_backbone
@@ -33,7 +33,7 @@ from ..structures import Normalize
 from ..structures.instances import Detections, Instances
 from .base import Detector, check_targets
 from .proposals import images_to_proposals
-from .roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
+from .roi_heads import RoIHeads, TwoMLPHead, roi_pooler
 
 
 class WarpRegions(nn.Module):
@@ -156,16 +156,6 @@ class ProposalDetector(Detector):
         return self.roi_heads.predict({k: features[k] for k in self.roi_features}, boxes, image_sizes)
 
 
-def _roi_heads(pool: nn.Module, head: nn.Module, representation_size: int, num_classes: int, roi) -> RoIHeads:
-    return RoIHeads(
-        pool, head, FastRCNNPredictor(representation_size, num_classes), num_classes=num_classes,
-        fg_iou=roi.fg_iou, bg_iou=roi.bg_iou, batch_size_per_image=roi.batch_size_per_image,
-        positive_fraction=roi.positive_fraction, bbox_reg_weights=roi.bbox_reg_weights,
-        score_thresh=roi.score_thresh, nms_iou=roi.nms_iou, detections_per_img=roi.detections_per_img,
-        smooth_l1_beta=roi.smooth_l1_beta if roi.box_loss == "smooth_l1" else 0.0,
-    )
-
-
 def _proposal_settings(cfg) -> dict:
     p = cfg.two_stage.proposals
     return dict(proposal_options={"ks": p.ks, "work_size": p.work_size, "min_size": p.min_size,
@@ -183,8 +173,8 @@ def build_rcnn(cfg) -> ProposalDetector:
     features = tuple(b.out_features or ("c5",))[-1:]
     backbone = build_backbone(b.name, out_features=features, width=b.width, output_stride=b.output_stride,
                               pretrained_path=b.pretrained, frozen_stages=b.frozen_stages, freeze_bn=b.freeze_bn)
-    heads = _roi_heads(WarpRegions(cfg.two_stage.warp_size, cfg.two_stage.warp_context),
-                       RegionCNN(backbone, roi.representation_size), roi.representation_size, cfg.num_classes, roi)
+    heads = RoIHeads.from_config(roi, WarpRegions(cfg.two_stage.warp_size, cfg.two_stage.warp_context),
+                                 RegionCNN(backbone, roi.representation_size), cfg.num_classes)
     return ProposalDetector(heads, backbone=None, neck=None, roi_features=("image",), num_classes=cfg.num_classes,
                             **_proposal_settings(cfg))
 
@@ -210,10 +200,8 @@ def build_fast_rcnn(cfg) -> ProposalDetector:
         neck = None
         names = tuple(roi.in_features or features[-1:])
         channels = backbone.feature_specs[names[0]].channels
-    pool = MultiScaleRoIAlign(list(names), roi.pooler_size, roi.sampling_ratio,
-                              canonical_scale=roi.canonical_scale, canonical_level=roi.canonical_level)
-    heads = _roi_heads(pool, TwoMLPHead(channels * roi.pooler_size**2, roi.representation_size),
-                       roi.representation_size, cfg.num_classes, roi)
+    heads = RoIHeads.from_config(roi, roi_pooler(roi, names),
+                                 TwoMLPHead(channels * roi.pooler_size**2, roi.representation_size), cfg.num_classes)
     return ProposalDetector(heads, backbone=backbone, neck=neck, roi_features=names, num_classes=cfg.num_classes,
                             **_proposal_settings(cfg))
 

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign
 
-from ..structures.instances import Detections, Instances
+from ..config.two_stage import RoIHeadsConfig
+from ..structures.instances import Detections, Instances, num_with_background
 from .box_coder import BoxCoder, clip_boxes
 from .matcher import Matcher, PaddedTargets, ignore_crowd, pairwise_iou, sample_balanced
 from .traceable import batched_nms
@@ -60,8 +61,8 @@ class FastRCNNPredictor(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
-        self.cls_score = nn.Linear(in_channels, num_classes + 1)
-        self.bbox_pred = nn.Linear(in_channels, (num_classes + 1) * 4)
+        self.cls_score = nn.Linear(in_channels, num_with_background(num_classes))
+        self.bbox_pred = nn.Linear(in_channels, num_with_background(num_classes) * 4)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = x.flatten(start_dim=1)
@@ -124,6 +125,19 @@ class RoIHeads(nn.Module):
         self.smooth_l1_beta = smooth_l1_beta
         self.min_size = min_size
 
+    @classmethod
+    def from_config(cls, cfg: RoIHeadsConfig, box_roi_pool: nn.Module, box_head: nn.Module,
+                    num_classes: int) -> "RoIHeads":
+        """The box branch of ``model.two_stage.roi_heads`` around a pooler and a box head whose
+        output is ``cfg.representation_size`` wide (a :class:`FastRCNNPredictor` goes on top)."""
+        return cls(
+            box_roi_pool, box_head, FastRCNNPredictor(cfg.representation_size, num_classes), num_classes=num_classes,
+            fg_iou=cfg.fg_iou, bg_iou=cfg.bg_iou, batch_size_per_image=cfg.batch_size_per_image,
+            positive_fraction=cfg.positive_fraction, bbox_reg_weights=cfg.bbox_reg_weights,
+            score_thresh=cfg.score_thresh, nms_iou=cfg.nms_iou, detections_per_img=cfg.detections_per_img,
+            smooth_l1_beta=cfg.smooth_l1_beta if cfg.box_loss == "smooth_l1" else 0.0,
+        )
+
     def forward(self, features: dict[str, Tensor], proposals: Sequence[Tensor],
                 image_sizes: Sequence[tuple[int, int]]) -> tuple[Tensor, Tensor]:
         """Pool and classify RoIs.
@@ -177,7 +191,7 @@ class RoIHeads(nn.Module):
         num = max(1, len(classes))
         loss_cls = F.cross_entropy(logits, classes, reduction="sum") / num
         pos = (classes > 0).nonzero().squeeze(1)
-        deltas = deltas.view(len(deltas), self.num_classes + 1, 4)[pos, classes[pos]]
+        deltas = deltas.view(len(deltas), num_with_background(self.num_classes), 4)[pos, classes[pos]]
         loss_box = F.smooth_l1_loss(deltas, sample.target_deltas[pos].to(deltas.dtype), beta=self.smooth_l1_beta,
                                     reduction="sum") / num
         return {"loss_roi_cls": loss_cls, "loss_roi_box": loss_box}
@@ -226,7 +240,7 @@ class RoIHeads(nn.Module):
         k = self.num_classes
         rois = rois.float()
         # .shape[0], not len(): len() makes a plain int of a size that is symbolic under export
-        boxes = self.box_coder.decode(deltas.float().view(-1, k + 1, 4), rois[:, None, :])  # [R, K+1, 4]
+        boxes = self.box_coder.decode(deltas.float().view(-1, num_with_background(k), 4), rois[:, None, :])  # [R, K+1, 4]
         boxes = clip_boxes(boxes, sizes.to(boxes)[:, None, :])[:, 1:].reshape(-1, 4)  # drop background
         scores = F.softmax(logits.float(), dim=-1)[:, 1:].reshape(-1)
         labels = torch.arange(k, device=logits.device).repeat(rois.shape[0])
@@ -237,4 +251,15 @@ class RoIHeads(nn.Module):
         return boxes, scores, labels, image, keep
 
 
-__all__ = ["FastRCNNPredictor", "RoIHeads", "RoISample", "TwoMLPHead"]
+def roi_pooler(cfg: RoIHeadsConfig, in_features: Sequence[str], output_size: int | None = None) -> MultiScaleRoIAlign:
+    """RoIAlign over the maps ``in_features`` with the sampling and FPN level rule of ``cfg``.
+
+    Args:
+        output_size: side of the pooled maps; ``None``: ``cfg.pooler_size`` (the box branch;
+            Mask R-CNN's mask branch pools larger maps with the same rule).
+    """
+    return MultiScaleRoIAlign(list(in_features), output_size or cfg.pooler_size, cfg.sampling_ratio,
+                              canonical_scale=cfg.canonical_scale, canonical_level=cfg.canonical_level)
+
+
+__all__ = ["FastRCNNPredictor", "RoIHeads", "RoISample", "TwoMLPHead", "roi_pooler"]

@@ -17,8 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation
 
+from ..backbones.base import FeatureSpec
+from ..config.two_stage import RPNConfig
 from ..structures.instances import Instances
-from .anchors import AnchorGenerator
+from .anchors import AnchorGenerator, default_anchor_sizes
 from .box_coder import BoxCoder, clip_boxes
 from .matcher import Matcher, PaddedTargets, ignore_crowd, pairwise_iou, sample_balanced
 from .traceable import batched_nms
@@ -128,6 +130,36 @@ class RPN(nn.Module):
         self.score_thresh = score_thresh
         self.min_size = min_size
         self.smooth_l1_beta = smooth_l1_beta
+
+    @classmethod
+    def from_config(cls, cfg: RPNConfig, in_specs: dict[str, FeatureSpec]) -> "RPN":
+        """The RPN of ``model.two_stage.rpn`` on the maps ``in_specs`` (name -> channels, stride).
+
+        The maps share one channel count (the caller checks it). ``cfg.anchor_sizes`` unset:
+        :func:`~.anchors.default_anchor_sizes` for the maps' strides.
+
+        Raises:
+            ValueError: anchor sizes for another number of maps, or levels with different anchor counts.
+        """
+        names = list(in_specs)
+        anchor_sizes = cfg.anchor_sizes
+        if anchor_sizes is None:
+            anchor_sizes = default_anchor_sizes([s.stride for s in in_specs.values()], single_map=len(names) == 1)
+        if len(anchor_sizes) != len(names):
+            raise ValueError(f"anchor_sizes has {len(anchor_sizes)} levels for RPN maps {names}; give one tuple per map")
+        anchors = AnchorGenerator(anchor_sizes, (tuple(cfg.aspect_ratios),))
+        counts = set(anchors.num_anchors_per_location)
+        if len(counts) != 1:
+            raise ValueError(f"every RPN level needs the same number of anchors, got {anchors.num_anchors_per_location}")
+        return cls(
+            RPNHead(in_specs[names[0]].channels, counts.pop(), cfg.conv_depth), anchors,
+            fg_iou=cfg.fg_iou, bg_iou=cfg.bg_iou, batch_size_per_image=cfg.batch_size_per_image,
+            positive_fraction=cfg.positive_fraction,
+            pre_nms_top_n={"train": cfg.pre_nms_top_n.train, "test": cfg.pre_nms_top_n.test},
+            post_nms_top_n={"train": cfg.post_nms_top_n.train, "test": cfg.post_nms_top_n.test},
+            nms_iou=cfg.nms_iou, score_thresh=cfg.score_thresh, min_size=cfg.min_size,
+            smooth_l1_beta=cfg.smooth_l1_beta if cfg.box_loss == "smooth_l1" else 0.0,
+        )
 
     def forward(self, features: Sequence[Tensor], image_shape: Sequence[int]) -> RPNOutputs:
         """Run the head on every level.

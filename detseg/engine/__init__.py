@@ -1,1 +1,1 @@
-"""Training engine: a plain loop, checkpoints, run folders."""
+"""Training engine: a plain loop, run folders, resume checks (checkpoint files: :mod:`detseg.checkpoint_io`)."""

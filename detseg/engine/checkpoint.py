@@ -1,4 +1,7 @@
-"""Checkpoints written atomically, and run folders that never overwrite an earlier run."""
+"""Run folders that never overwrite an earlier run, and what a resumed run may change.
+
+Reading and writing the checkpoint file itself is :mod:`detseg.checkpoint_io`.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..backbones.weights import load_torch_file
-from ..errors import InputError
-
-
-class CheckpointError(InputError):
-    """A checkpoint that cannot be read or used; the message names the file (one line)."""
-
-
-def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write ``state`` to ``path`` via a temporary file and a rename.
-
-    A crash or Ctrl-C during the write leaves the previous file intact, never a truncated one.
-    """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a detseg checkpoint; errors name the file and what is wrong with it (one line)."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        state = load_torch_file(path)
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch file?): {reason}") from exc
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise CheckpointError(f"{path} is not a detseg checkpoint (no 'model'/'config' entries)")
-    return state
+from ..checkpoint_io import CheckpointError
 
 
 def new_run_dir(out_dir: str | os.PathLike, name: str) -> Path:

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from ..config.schema import AugmentConfig
 from ..data.geometry import Resize
 from ..evaluation import ClassificationEvaluator, CocoEvaluator, SemanticEvaluator
-from ..structures.instances import Batch
+from ..structures.instances import Batch, num_with_background
 
 
 def to_device(batch, device: torch.device):
@@ -37,7 +37,7 @@ def build_evaluator(task: str, num_classes: int, class_names: tuple[str, ...], *
         return CocoEvaluator(None, class_names=tuple(class_names),
                              iou_types=("bbox", "segm") if with_masks else ("bbox",))
     if task == "segmentation":
-        return SemanticEvaluator(num_classes + 1, ("background",) + tuple(class_names))
+        return SemanticEvaluator(num_with_background(num_classes), ("background",) + tuple(class_names))
     raise ValueError(f"no evaluator for task {task!r}")
 
 

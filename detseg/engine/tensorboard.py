@@ -38,13 +38,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..structures.instances import DEFAULT_SCORE_THRESH
 from ..utils.visualize import draw_detections, overlay_semantic
 from .evaluate import predict, to_device
 
 #: validation images drawn at each evaluation (the first ones of the split: the same every time)
 NUM_IMAGES = 4
-#: detections below this score are not drawn (``tools/infer.py``'s default ``--score``)
-DRAW_SCORE = 0.25
 #: smaller images are enlarged by a whole factor to about this long side before drawing, so
 #: names and keys stay small next to the objects of a tiny (e.g. 64-px) validation image
 MIN_DRAW_SIDE = 256
@@ -115,7 +114,7 @@ def draw_pair(task: str, image: np.ndarray, prediction, target, class_names: Seq
     if task == "detection":
         masks = None if prediction.masks is None else _enlarge(prediction.masks[:, :h, :w] > 0.5, k, (1, 2))
         left = draw_detections(image, prediction.boxes * k, prediction.labels, prediction.scores, masks,
-                               class_names=class_names, score_threshold=DRAW_SCORE)
+                               class_names=class_names, score_thresh=DEFAULT_SCORE_THRESH)
         gt_masks = None if target.masks is None else _enlarge(target.masks[:, :h, :w], k, (1, 2))
         right = draw_detections(image, target.boxes * k, target.labels, masks=gt_masks, class_names=class_names)
     elif task == "segmentation":

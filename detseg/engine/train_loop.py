@@ -24,11 +24,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..checkpoint_io import CheckpointError, load_checkpoint, save_checkpoint
 from ..config import ConfigError, ExperimentConfig, TrainConfig, dump_config, to_dict
 from ..data.build import build_datasets, make_loader
 from ..models import build_model, model_spec
+from ..utils.device import resolve_device
 from ..weights import load_weights
-from .checkpoint import CheckpointError, check_resume_config, load_checkpoint, save_checkpoint
+from .checkpoint import check_resume_config
 from .curves import plot_curves, write_csv
 from .distributed import all_reduce_mean, barrier, cleanup, init_distributed, is_main_process, local_device
 from .evaluate import build_evaluator, to_device, validate
@@ -51,24 +53,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda``/``gpu`` without a GPU is a ValueError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "gpu":
-        name = "cuda"
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but this machine has no CUDA GPU that torch "
-                         f"{torch.__version__} can use; use cpu or auto")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r} asked for, but there are {torch.cuda.device_count()} CUDA GPUs")
-    return device
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, lr: float, weight_decay: float) -> torch.optim.Optimizer:

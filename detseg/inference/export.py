@@ -41,12 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..structures.image_list import IMAGENET_MEAN
-from ..structures.instances import Detections
-
-#: the Predictor's default score threshold, stored with exported files
-DEFAULT_SCORE_THRESHOLD = 0.25
-
+from ..structures.instances import DEFAULT_SCORE_THRESH, Detections
+from ..structures.normalize import IMAGENET_MEAN
 
 class ExportError(ValueError):
     """The model cannot be exported, or the exported file does not reproduce PyTorch."""
@@ -254,7 +250,7 @@ def _decode(raw: dict[str, str]) -> dict:
 
 
 def export_metadata(model: nn.Module, class_names: Sequence[str], resize, *, category_ids: Sequence[int] | None = None,
-                    score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> dict:
+                    score_thresh: float = DEFAULT_SCORE_THRESH) -> dict:
     """What inference needs next to the graph, so an exported file runs like its checkpoint.
 
     Args:
@@ -263,7 +259,9 @@ def export_metadata(model: nn.Module, class_names: Sequence[str], resize, *, cat
         resize: the checkpoint's evaluation resize (``AugmentConfig``: ``image_size``,
             ``resize`` mode, ``pad_value``).
         category_ids: the dataset's category id of each label (COCO results); ``None``: ``1..K``.
-        score_threshold: the default display/filter threshold of :class:`~detseg.inference.Predictor`.
+        score_thresh: the default display/filter threshold of :class:`~detseg.inference.Predictor`
+            (its ``score_thresh``), stored under the key ``score_threshold``, the spelling of files
+            already written.
 
     Returns:
         ``class_names``, ``category_ids``, ``task``, ``arch`` (the graph kind), ``image_size``,
@@ -277,7 +275,7 @@ def export_metadata(model: nn.Module, class_names: Sequence[str], resize, *, cat
     meta = {
         "class_names": list(class_names), "category_ids": [int(c) for c in ids],
         "task": model.task, "arch": kind, "image_size": int(resize.image_size), "resize": resize.resize,
-        "pad_value": int(resize.pad_value), "score_threshold": float(score_threshold),
+        "pad_value": int(resize.pad_value), "score_threshold": float(score_thresh),
         "outputs": output_names(model), "batch": 1 if kind == "two_stage" else "dynamic", "min_side": min_side(model),
         "input": "images: float32 [N, 3, H, W] RGB in [0, 1]",
     }
@@ -588,6 +586,6 @@ class OnnxModel:
 
 
 
-__all__ = ["CheckResult", "DEFAULT_SCORE_THRESHOLD", "ExportError", "Exported", "OnnxModel", "check_export",
+__all__ = ["CheckResult", "ExportError", "Exported", "OnnxModel", "check_export",
            "check_images", "export", "export_checked", "export_metadata", "graph_kind", "match_detections", "min_side",
            "output_names", "read_metadata"]

@@ -114,9 +114,9 @@ class PredictionDataset:
         if predictor.model.task != "detection":
             raise ValueError("predictions are written as a dataset for detectors only; a segmenter's label maps "
                              "(masks/<name>.png) with the source images are a mask-folder dataset already")
-        if min_score < predictor.score_threshold:
+        if min_score < predictor.score_thresh:
             raise ValueError(f"a dataset score threshold of {min_score:g} is below the predictor's "
-                             f"{predictor.score_threshold:g} (--score), whose lower detections are dropped first; "
+                             f"{predictor.score_thresh:g} (--score), whose lower detections are dropped first; "
                              "lower --score too")
         return cls(predictor.class_names, predictor.category_ids, min_score=min_score)
 

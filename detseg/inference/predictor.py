@@ -8,8 +8,9 @@ Example:
 
 Predictions come back in the coordinates of the original image: the predictor applies the
 checkpoint's evaluation resize (``data.augment``), runs the model, and maps boxes, masks and
-label maps back through that resize's exact inverse (``nearest-exact`` sampling at pixel
-centres, as the forward resize does; plain ``nearest`` shifts maps by up to half a pixel).
+label maps back through that resize's exact inverse (:class:`~detseg.data.geometry.Resize`:
+``nearest-exact`` sampling at pixel centres, as the forward resize does; plain ``nearest``
+shifts maps by up to half a pixel).
 
 COCO results use the dataset's own category ids: a checkpoint's ``category_ids`` table (COCO
 ids are not contiguous: coco128's label 11 "stop sign" is id 13), or ``1..K`` for checkpoints
@@ -25,27 +26,27 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torchvision.ops import batched_nms
 
+from ..checkpoint_io import load_checkpoint
 from ..config.io import from_dict
 from ..config.schema import AugmentConfig, ExperimentConfig
+from ..data.collate import collate
 from ..data.sample import Sample, read_image
-from ..data.transforms import build_transforms, eval_resize_params
-from ..engine.checkpoint import load_checkpoint
 from ..data.geometry import Resize
-from ..engine.train_loop import resolve_device
+from ..data.transforms import build_transforms
 from ..models import build_model
 from ..segmentation.sliding import predict_sliding
-from ..structures.instances import Detections, collate
+from ..structures.instances import DEFAULT_SCORE_THRESH, Detections
+from ..utils.device import resolve_device
 from ..utils.visualize import draw_detections, overlay_semantic
-from .export import DEFAULT_SCORE_THRESHOLD, OnnxModel
+from .export import OnnxModel
 
 logger = logging.getLogger(__name__)
 
@@ -118,12 +119,12 @@ class Result:
         values, counts = np.unique(self.semantic, return_counts=True)
         return {self.class_names[int(v) - 1]: int(n) for v, n in zip(values, counts) if 0 < v <= len(self.class_names)}
 
-    def plot(self, score_threshold: float = 0.0) -> np.ndarray:
+    def plot(self, score_thresh: float = 0.0) -> np.ndarray:
         """The image with boxes, names, scores and masks (or the label map and its key) drawn, RGB."""
         out = self.image if self.semantic is None else overlay_semantic(self.image, self.semantic,
                                                                          class_names=self.class_names)
         return draw_detections(out, self.boxes, self.labels, self.scores, self.masks,
-                               class_names=self.class_names, score_threshold=score_threshold)
+                               class_names=self.class_names, score_thresh=score_thresh)
 
     def to_coco(self, image_id: int, category_ids: Sequence[int] | None = None) -> list[dict]:
         """COCO results entries: ``bbox`` as xywh, ``category_id`` = ``category_ids[label]``.
@@ -161,7 +162,7 @@ class Predictor:
         resize: the evaluation resize the model was validated with (``data.augment``).
         device: ``auto``, ``cpu``, ``cuda`` ...
         half: run under fp16/bf16 autocast on CUDA.
-        score_threshold: drop detections below this score.
+        score_thresh: drop detections below this score.
         classes: keep only these labels (``None``: all; detections only).
         category_ids: the dataset's category id of each label, used by :meth:`Result.to_coco`
             (``None``: ``1..K``).
@@ -174,7 +175,7 @@ class Predictor:
     """
 
     def __init__(self, model: torch.nn.Module, class_names: Sequence[str], resize: AugmentConfig, *,
-                 device: str = "auto", half: bool = False, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+                 device: str = "auto", half: bool = False, score_thresh: float = DEFAULT_SCORE_THRESH,
                  classes: Sequence[int] | None = None, category_ids: Sequence[int] | None = None) -> None:
         if getattr(model, "task", None) not in ("detection", "segmentation"):
             raise ValueError(f"Predictor needs a detection or segmentation model, got task {getattr(model, 'task', None)!r}")
@@ -193,7 +194,7 @@ class Predictor:
         self.resize = resize
         self.transform = build_transforms(resize, train=False)
         self.half = half and self.device.type == "cuda"
-        self.score_threshold = score_threshold
+        self.score_thresh = score_thresh
         self.classes = None if classes is None else torch.as_tensor(list(classes))
         self._lock = threading.Lock()
 
@@ -241,7 +242,7 @@ class Predictor:
                 takes any size).
             device: ``cpu``; ``cuda`` uses onnxruntime's CUDA provider when it has one.
             threads: onnxruntime intra-op threads (default: ``torch.get_num_threads()``).
-            **kwargs: as the constructor; ``score_threshold`` defaults to the file's.
+            **kwargs: as the constructor; ``score_thresh`` defaults to the file's.
 
         Raises:
             ValueError: the file has no detseg metadata.
@@ -251,7 +252,7 @@ class Predictor:
         meta = model.metadata
         resize = AugmentConfig(image_size=image_size or meta["image_size"], resize=meta["resize"],
                                pad_value=meta.get("pad_value", 114))
-        kwargs.setdefault("score_threshold", meta.get("score_threshold", DEFAULT_SCORE_THRESHOLD))
+        kwargs.setdefault("score_thresh", meta.get("score_threshold", DEFAULT_SCORE_THRESH))
         kwargs.pop("half", None)  # the graph's precision is fixed at export
         return cls(model, meta["class_names"], resize, device=device, category_ids=meta.get("category_ids"), **kwargs)
 
@@ -278,38 +279,25 @@ class Predictor:
         with self._lock, torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
             raw = self.model.predict(batch.images.contiguous(memory_format=self.memory_format), image_sizes=sizes)
         sources = sources or [""] * len(arrays)
+        resizes = [Resize.from_config(a.shape[:2], self.resize) for a in arrays]
         if self.model.task == "segmentation":
-            return [Result(a, self.class_names, semantic=self._back(raw[i][None], a.shape[:2])[0].long().cpu().numpy(),
+            return [Result(a, self.class_names, semantic=r.maps_back(label_map[None])[0].long().cpu().numpy(),
                            source=s, category_ids=self.category_ids)
-                    for i, (a, s) in enumerate(zip(arrays, sources))]
+                    for label_map, a, r, s in zip(raw, arrays, resizes, sources)]
         results = []
-        for det, a, s in zip(raw, arrays, sources):
-            det = self._filter(det)
-            masks = None if det.masks is None else (self._back(det.masks, a.shape[:2]) > 0.5).cpu().numpy()
-            det = Resize.from_config(a.shape[:2], self.resize).detections_back(replace(det, masks=None))
+        for det, a, r, s in zip(raw, arrays, resizes, sources):
+            det = r.detections_back(self._filter(det))
             results.append(Result(
                 a, self.class_names, det.boxes.float().cpu().numpy(), det.scores.float().cpu().numpy(),
-                det.labels.cpu().numpy(), masks, source=s, category_ids=self.category_ids))
+                det.labels.cpu().numpy(), None if det.masks is None else det.masks.cpu().numpy(),
+                source=s, category_ids=self.category_ids))
         return results
 
     def _filter(self, det: Detections) -> Detections:
-        keep = det.scores >= self.score_threshold
+        keep = det.scores >= self.score_thresh
         if self.classes is not None:
             keep &= torch.isin(det.labels, self.classes.to(det.labels.device))
         return det[keep]
-
-    def _back(self, maps: torch.Tensor, orig: tuple[int, int]) -> torch.Tensor:
-        """``[C, h, w]`` maps (label maps, masks) in the model-input frame -> ``[C, H, W]`` float in the image's.
-
-        The padding is cropped off and the rest resampled with ``nearest-exact``, which samples
-        at pixel centres like the forward resize; ``nearest`` would shift maps by half a pixel.
-        """
-        sx, sy, px, py = eval_resize_params(orig, self.resize)
-        h, w = orig
-        if len(maps) == 0:
-            return maps.new_zeros((0, h, w), dtype=torch.float32)
-        crop = maps[:, int(py): int(py) + max(1, round(h * sy)), int(px): int(px) + max(1, round(w * sx))]
-        return F.interpolate(crop[:, None].float(), size=(h, w), mode="nearest-exact")[:, 0]
 
     def predict_tiled(self, image: np.ndarray, tile: int | None = None, overlap: float = 0.2,
                       iou: float = 0.5, batch_size: int = 8) -> Result:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..structures import Normalize
-from ..structures.instances import Instances
+from ..structures.instances import Instances, num_with_background
 from .losses import SegmentationLoss
 
 
@@ -57,7 +57,7 @@ class SemanticSegmenter(nn.Module):
         self.num_classes = num_classes
         self.size_divisibility = size_divisibility
         self.normalize = Normalize()
-        self.criterion = criterion if criterion is not None else SegmentationLoss(num_classes + 1)
+        self.criterion = criterion if criterion is not None else SegmentationLoss(num_with_background(num_classes))
 
     # ---- architecture hook ----------------------------------------------------------------
     def forward_logits(self, x: Tensor) -> Tensor:
@@ -77,9 +77,9 @@ class SemanticSegmenter(nn.Module):
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
         out = self.forward_logits(x)
-        if out.shape[-2:] != x.shape[-2:] or out.shape[1] != self.num_classes + 1:
+        if out.shape[-2:] != x.shape[-2:] or out.shape[1] != num_with_background(self.num_classes):
             raise RuntimeError(f"{type(self).__name__}.forward_logits returned {tuple(out.shape)} for input "
-                               f"{tuple(x.shape)}; expected [N, {self.num_classes + 1}, {x.shape[-2]}, {x.shape[-1]}]")
+                               f"{tuple(x.shape)}; expected [N, {num_with_background(self.num_classes)}, {x.shape[-2]}, {x.shape[-1]}]")
         return out[..., :h, :w]
 
     def export_outputs(self, images: Tensor) -> Tensor:
@@ -98,7 +98,7 @@ class SemanticSegmenter(nn.Module):
                                  "(semantic label maps: 0 background, k + 1 class k, 255 ignore)")
             if tuple(sem.shape) != tuple(images.shape[-2:]):
                 raise ValueError(f"target {i}: semantic map {tuple(sem.shape)} does not match the padded image "
-                                 f"batch {tuple(images.shape[-2:])}; pad maps with 255 (see detseg.structures.collate)")
+                                 f"batch {tuple(images.shape[-2:])}; pad maps with 255 (see detseg.data.collate)")
             maps.append(sem)
         target = torch.stack(maps).to(images.device, torch.int64)
         ignore = self.criterion.ignore_index if hasattr(self.criterion, "ignore_index") else 255

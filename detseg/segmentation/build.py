@@ -8,6 +8,7 @@ from ..backbones.base import Backbone
 from ..backbones.build import build_backbone
 from ..backbones.weights import read_state_dict
 from ..config import ModelConfig
+from ..structures.instances import num_with_background
 from .deeplab import DeepLabV3
 from .fcn import FCN
 from .losses import SegmentationLoss
@@ -16,7 +17,7 @@ from .unet import BackboneUNet, UNet
 
 def _criterion(cfg: ModelConfig) -> SegmentationLoss:
     loss = cfg.segmentation.loss
-    return SegmentationLoss(cfg.num_classes + 1, ignore_index=loss.ignore_index,
+    return SegmentationLoss(num_with_background(cfg.num_classes), ignore_index=loss.ignore_index,
                             class_weights=loss.class_weights, dice_weight=loss.dice_weight)
 
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..backbones.base import Backbone
+from ..structures.instances import num_with_background
 from .base import SemanticSegmenter
 
 
@@ -108,7 +109,7 @@ class DeepLabV3(SemanticSegmenter):
         self.rates = tuple(rates)
         self.aspp = ASPP(spec.channels, aspp_channels, self.rates, dropout)
         self.head = conv_bn_relu(aspp_channels, aspp_channels, 3)
-        self.classifier = nn.Conv2d(aspp_channels, num_classes + 1, 1)
+        self.classifier = nn.Conv2d(aspp_channels, num_with_background(num_classes), 1)
 
     def forward_logits(self, x: Tensor) -> Tensor:
         feats = self.backbone(x)[self.in_feature]

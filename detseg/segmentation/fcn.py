@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..backbones.base import Backbone
+from ..structures.instances import num_with_background
 from .base import SemanticSegmenter
 
 FCNVariant = Literal["32s", "16s", "8s"]
@@ -170,7 +171,7 @@ class FCN(SemanticSegmenter):
         self.variant = variant
         self.backbone = backbone
         self.in_features = tuple(names)
-        c = num_classes + 1
+        c = num_with_background(num_classes)
         last = specs[names[-1]].channels
         if head_channels > 0 and fc_channels > 0:
             raise ValueError("give head_channels (a 3x3 block) or fc_channels (VGG's fc6/fc7), not both")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..structures.instances import num_with_background
 from .base import SemanticSegmenter
 
 
@@ -43,7 +44,7 @@ def sliding_window_probs(model: SemanticSegmenter, images: Tensor, window: int, 
     n, _, h, w = images.shape
     step = max(1, int(round(window * (1 - overlap))))
     boxes = [(y, x) for y in _starts(h, window, step) for x in _starts(w, window, step)]
-    probs = images.new_zeros((n, model.num_classes + 1, h, w), dtype=torch.float32)
+    probs = images.new_zeros((n, num_with_background(model.num_classes), h, w), dtype=torch.float32)
     counts = images.new_zeros((1, 1, h, w), dtype=torch.float32)
     for start in range(0, len(boxes), batch_size):
         chunk = boxes[start: start + batch_size]

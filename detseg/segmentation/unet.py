@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..backbones.base import Backbone
+from ..structures.instances import num_with_background
 from .base import SemanticSegmenter
 
 
@@ -74,7 +75,7 @@ class UNet(SemanticSegmenter):
         self.up = nn.ModuleList(
             nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(depth)))
         self.merge = nn.ModuleList(double_conv(2 * widths[i], widths[i], use_bn) for i in reversed(range(depth)))
-        self.classifier = nn.Conv2d(widths[0], num_classes + 1, 1)
+        self.classifier = nn.Conv2d(widths[0], num_with_background(num_classes), 1)
 
     def forward_logits(self, x: Tensor) -> Tensor:
         skips = []
@@ -122,7 +123,7 @@ class BackboneUNet(SemanticSegmenter):
         self.reduce = nn.Conv2d(channels[-1], out[-1], 1) if out[-1] != channels[-1] else nn.Identity()
         self.merge = nn.ModuleList(
             double_conv(out[i + 1] + channels[i], out[i], use_bn) for i in reversed(range(len(channels) - 1)))
-        self.classifier = nn.Conv2d(out[0], num_classes + 1, 1)
+        self.classifier = nn.Conv2d(out[0], num_with_background(num_classes), 1)
 
     def forward_logits(self, x: Tensor) -> Tensor:
         feats = self.backbone(x)

@@ -1,5 +1,5 @@
 """Small typed structures shared by models, data and evaluation."""
 
-from .image_list import IMAGENET_MEAN, IMAGENET_STD, Normalize
+from .normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Normalize"]

@@ -1,22 +1,33 @@
-"""Tensor-side ground truth and batches: what the DataLoader hands to ``model.loss``.
+"""Tensor-side ground truth, predictions and batches: what models take and return.
 
-Datasets produce numpy :class:`~detseg.data.sample.Sample` objects; :func:`collate` turns a list of
-them into one :class:`Batch`: images padded to a common size (a multiple of 32 by default) and kept
-as **uint8** (4x less host-to-device traffic; models normalise on the device), plus one
-:class:`Instances` per image with the true image size for post-processing.
+Datasets produce numpy :class:`~detseg.data.sample.Sample` objects;
+:func:`detseg.data.collate.collate` turns a list of them into one :class:`Batch`: images padded to
+a common size (a multiple of 32 by default) and kept as **uint8** (4x less host-to-device
+traffic; models normalise on the device), plus one :class:`Instances` per image with the true
+image size for post-processing. Models return one :class:`Detections` per image.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from . import boxes as box_ops
-from .image_list import IMAGENET_MEAN
+
+
+def num_with_background(num_classes: int) -> int:
+    """Outputs of a head that also predicts background: ``K + 1`` for ``K`` foreground classes.
+
+    detseg's one background convention: ``num_classes`` counts foreground classes only (labels
+    ``0..K-1``); heads that predict background (R-CNN class logits and deltas, Mask R-CNN masks,
+    segmentation channels) put it **first**, at index 0, so class ``k`` is at index ``k + 1``, as
+    in semantic label maps (0 background, ``k + 1`` class ``k``) and torchvision's checkpoints.
+    YOLO and the classifier have no background output.
+    """
+    return num_classes + 1
 
 
 @dataclass
@@ -98,6 +109,13 @@ class Instances:
         )
 
 
+#: The score from which a detection is shown to people: kept by :class:`~detseg.inference.Predictor`
+#: (its ``score_thresh``; ``tools/infer.py --score``), drawn in TensorBoard pictures, and counted in
+#: :meth:`~detseg.evaluation.CocoEvaluator.confusion_matrix`. Models keep far lower scores (their
+#: own ``score_thresh``, 0.001-0.05) because mAP needs the whole ranking.
+DEFAULT_SCORE_THRESH = 0.25
+
+
 @dataclass
 class Detections:
     """Predictions for one image, in the coordinates of the original image file.
@@ -170,52 +188,3 @@ class Batch:
 
     def pin_memory(self) -> "Batch":
         return replace(self, images=self.images.pin_memory(), targets=[t.pin_memory() for t in self.targets])
-
-
-#: uint8 RGB of the ImageNet mean: padding that normalises to ~0, as torchvision/Detectron2 pad
-MEAN_COLOUR = tuple(round(255 * m) for m in IMAGENET_MEAN)
-
-
-def pad_images(images: Sequence[Tensor], size_divisibility: int = 32,
-               value: int | Sequence[int] = MEAN_COLOUR) -> Tensor:
-    """Stack ``[3, Hi, Wi]`` images into ``[N, 3, Hp, Wp]``, padding bottom/right with ``value``.
-
-    ``Hp, Wp`` are the largest sizes rounded up to ``size_divisibility`` (FPN levels then align).
-    The default fill is the mean colour, so padded pixels are ~0 after normalisation for every
-    model (black would be a dark border the model sees around every smaller image of a batch).
-    """
-    if not images:
-        raise ValueError("pad_images needs at least one image")
-    h = max(int(i.shape[1]) for i in images)
-    w = max(int(i.shape[2]) for i in images)
-    if size_divisibility > 1:
-        h = -(-h // size_divisibility) * size_divisibility
-        w = -(-w // size_divisibility) * size_divisibility
-    out = images[0].new_empty((len(images), images[0].shape[0], h, w))
-    out[:] = torch.as_tensor(value, dtype=out.dtype).view(-1, 1, 1)
-    for i, img in enumerate(images):
-        out[i, :, : img.shape[1], : img.shape[2]].copy_(img)
-    return out
-
-
-def collate(samples: Sequence, size_divisibility: int = 32) -> Batch:
-    """DataLoader ``collate_fn``: list of ``Sample`` (``None`` = unreadable, skipped) -> :class:`Batch`.
-
-    Semantic maps are padded with the ignore index 255 so padding never counts as background.
-
-    Raises:
-        ValueError: every image of the batch was unreadable (nothing to train on).
-    """
-    kept = [s for s in samples if s is not None]
-    if not kept:
-        raise ValueError(f"all {len(samples)} images of a batch were unreadable (see warnings above)")
-    images = [torch.from_numpy(np.ascontiguousarray(s.image)).permute(2, 0, 1) for s in kept]
-    targets = [Instances.from_sample(s) for s in kept]
-    padded = pad_images(images, size_divisibility)
-    hp, wp = padded.shape[-2:]
-    for t in targets:
-        if t.semantic is not None:
-            sem = t.semantic.new_full((hp, wp), 255)
-            sem[: t.semantic.shape[0], : t.semantic.shape[1]] = t.semantic
-            t.semantic = sem
-    return Batch(padded, targets, skipped=len(samples) - len(kept))

@@ -282,13 +282,25 @@ def summarize(
         [('0', 'Conv2d', 194400), ('1', 'ReLU', 0), ('3', 'Linear', 72000)]
     """
     input_size = tuple(int(s) for s in input_size)
+    layers = _record_layers(model, _probe_input(model, input_size), forward or model)
+    total, trainable, param_types = _count_parameters(model)
+    return ModelSummary(layers, total, trainable, input_size, param_types)
+
+
+def _probe_input(model: nn.Module, input_size: tuple[int, ...]) -> Tensor:
+    """``Tensor[1, *input_size]`` in [0.5, 1.5) on the model's device and float dtype, drawn
+    from a private generator (no zeros; the global RNG untouched)."""
     first = next(model.parameters(), None)
     first = first if first is not None else next(model.buffers(), None)
     device = first.device if first is not None else torch.device("cpu")
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
     generator = torch.Generator().manual_seed(0)
-    x = (torch.rand((1, *input_size), generator=generator) + 0.5).to(device=device, dtype=dtype)
+    return (torch.rand((1, *input_size), generator=generator) + 0.5).to(device=device, dtype=dtype)
 
+
+def _record_layers(model: nn.Module, x: Tensor, forward: Callable[[Tensor], Any]) -> list[LayerStats]:
+    """One :class:`LayerStats` per call of a leaf module during ``forward(x)`` (eval mode, no
+    grad); the hooks and every module's train/eval flag are restored afterwards."""
     layers: list[LayerStats] = []
     calls: Counter[nn.Module] = Counter()
     names = {module: name for name, module in model.named_modules()}
@@ -322,15 +334,21 @@ def summarize(
     try:
         model.eval()
         with torch.no_grad():
-            (forward or model)(x)
+            forward(x)
     finally:
         for handle in handles:
             handle.remove()
         for m, mode in modes:
             m.training = mode
+    return layers
 
-    # Parameters counted after the pass, so lazy modules are materialized; deduplicated by
-    # identity because shared modules and tied weights appear under several owners.
+
+def _count_parameters(model: nn.Module) -> tuple[int, int, dict[str, int]]:
+    """``(total, trainable, parameters per module type)``.
+
+    Counted after the forward pass, so lazy modules are materialized; deduplicated by identity
+    because shared modules and tied weights appear under several owners.
+    """
     seen: set[int] = set()
     total = trainable = 0
     param_types: Counter[str] = Counter()
@@ -342,7 +360,7 @@ def summarize(
             total += p.numel()
             trainable += p.numel() if p.requires_grad else 0
             param_types[type(module).__name__] += p.numel()
-    return ModelSummary(layers, total, trainable, input_size, dict(param_types))
+    return total, trainable, dict(param_types)
 
 
 def conv_output_size(

@@ -39,7 +39,7 @@ def draw_detections(
     masks=None,
     *,
     class_names: Sequence[str] | None = None,
-    score_threshold: float = 0.0,
+    score_thresh: float = 0.0,
     mask_alpha: float = 0.45,
     thickness: int | None = None,
 ) -> np.ndarray:
@@ -50,7 +50,7 @@ def draw_detections(
         boxes: ``[N, 4]`` xyxy; labels: ``[N]`` 0-based class indices; scores: ``[N]`` or None
             (ground truth); masks: ``[N, H, W]`` bool or None. Tensors or arrays.
         class_names: names by label (else the index is written).
-        score_threshold: detections below it are not drawn.
+        score_thresh: detections below it are not drawn.
 
     Returns:
         A new ``[H, W, 3]`` uint8 RGB picture.
@@ -60,7 +60,7 @@ def draw_detections(
     out = image.copy()
     boxes, labels = _numpy(boxes).reshape(-1, 4), _numpy(labels).reshape(-1).astype(int)
     scores = None if scores is None else _numpy(scores).reshape(-1)
-    keep = np.ones(len(labels), bool) if scores is None else scores >= score_threshold
+    keep = np.ones(len(labels), bool) if scores is None else scores >= score_thresh
     h, w = out.shape[:2]
     thickness = thickness or max(1, round(min(h, w) / 300))
     if masks is not None and len(labels):

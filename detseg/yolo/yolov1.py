@@ -195,10 +195,10 @@ def yolov1(backbone: str | Backbone = "resnet18", *, num_classes: int, width: fl
 
 def build_yolov1(cfg) -> YoloV1:
     """``ModelConfig`` (``arch: yolov1``) -> :class:`YoloV1`; ``model.yolo.v1`` holds the head settings."""
-    b, y, v = cfg.backbone, cfg.yolo, cfg.yolo.v1
+    b, v = cfg.backbone, cfg.yolo.v1
     backbone = build_backbone(b.name, out_features=(v.in_feature,), width=b.width, pretrained_path=b.pretrained,
                               frozen_stages=b.frozen_stages, freeze_bn=b.freeze_bn)
     return YoloV1(backbone, num_classes=cfg.num_classes, in_feature=v.in_feature, grid_size=v.grid_size,
                   boxes_per_cell=v.boxes_per_cell, conv_channels=v.conv_channels, hidden=v.hidden,
                   dropout=v.dropout, lambda_coord=v.lambda_coord, lambda_noobj=v.lambda_noobj,
-                  score_thresh=y.score_thresh, nms_iou=y.nms_iou, max_det=y.max_det)
+                  score_thresh=v.score_thresh, nms_iou=v.nms_iou, max_det=v.max_det)

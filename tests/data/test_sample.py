@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from detseg.data.collate import collate, pad_images
 from detseg.data.sample import (
     DatasetError, DetectionDataset, ImageReadError, SafeDataset, Sample, check_class_names,
     read_image, sanitize_boxes,
 )
 from detseg.structures import Normalize
-from detseg.structures.instances import Batch, collate, pad_images
+from detseg.structures.instances import Batch
 
 
 def make_sample(h=20, w=30, boxes=((1, 2, 10, 12),), labels=(0,), **kw) -> Sample:

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 import detseg.engine.train_loop as tl
+from detseg.checkpoint_io import load_checkpoint
 from detseg.classification import ImageClassifier
 from detseg.classification.classifier import Classifications
 from detseg.config import ConfigError, TrainConfig, load_config
 from detseg.data.sampler import EpochSampler
-from detseg.engine.checkpoint import load_checkpoint, new_run_dir
+from detseg.engine.checkpoint import new_run_dir
 from detseg.engine.precision import NonFiniteLossError, Precision
 from detseg.engine.train_loop import DivergenceError, lr_factor, train
 

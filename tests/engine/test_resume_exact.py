@@ -15,9 +15,10 @@ import time
 import pytest
 import torch
 
+from detseg.checkpoint_io import load_checkpoint
 from detseg.config import load_config
 from detseg.data.synthetic import ShapesDetection
-from detseg.engine.checkpoint import load_checkpoint, new_run_dir
+from detseg.engine.checkpoint import new_run_dir
 from detseg.engine.train_loop import train
 
 TINY_FRCNN = [

@@ -3,9 +3,10 @@ from dataclasses import replace
 
 import pytest
 
+from detseg.checkpoint_io import CheckpointError, load_checkpoint, save_checkpoint
 from detseg.classification import ImageClassifier
 from detseg.config import load_config
-from detseg.engine.checkpoint import CheckpointError, load_checkpoint, new_run_dir, save_checkpoint
+from detseg.engine.checkpoint import new_run_dir
 from detseg.engine.train_loop import NonFiniteLossError, train
 
 TINY = [

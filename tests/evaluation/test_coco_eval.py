@@ -17,7 +17,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from detseg.evaluation import CocoEvaluator, FastCOCOeval, detection_confusion_matrix
-from detseg.evaluation.coco import coco_from_dict
+from detseg.evaluation.coco.tables import coco_from_dict
 from detseg.evaluation.plots import (
     plot_confusion_matrix,
     plot_f1_curves,
@@ -308,11 +308,11 @@ def test_detection_confusion_matrix_hand_made():
 
 def test_plots_are_written(tmp_path):
     ev = f1_case()
-    paths = ev.save_plots(tmp_path / "plots", score_threshold=0.5)
+    paths = ev.save_plots(tmp_path / "plots", score_thresh=0.5)
     assert [p.name for p in paths] == ["pr_curve.png", "f1_curve.png", "confusion_matrix.png"]
     for p in paths:
         assert p.read_bytes()[:8] == PNG and p.stat().st_size > 5000
-    cm = ev.confusion_matrix(score_threshold=0.5)
+    cm = ev.confusion_matrix(score_thresh=0.5)
     assert cm[0, 0] == 2 and cm[2, 0] == 2 and cm[2, 1] == 1 and cm[0, 2] == 1 and cm[1, 2] == 1
     # Many classes: curves unnamed, matrix without per-cell text; -1/NaN columns skipped.
     rng = np.random.default_rng(0)
@@ -422,7 +422,7 @@ def test_coco128_empty_predictions_and_category_ids(coco128, tmp_path):
 
 
 def test_mask_encoding_equals_pycocotools():
-    from detseg.evaluation.coco import _encode_masks
+    from detseg.evaluation.coco.tables import encode_masks
 
     rng = np.random.default_rng(0)
     for trial in range(60):
@@ -431,11 +431,11 @@ def test_mask_encoding_equals_pycocotools():
         masks[0] = masks[0] if trial % 4 else False  # empty masks
         if trial % 3 == 0:
             masks[:, :, 0] = masks[:, :, -1] = True  # masks touching both sides
-        rles, areas = _encode_masks(masks)
+        rles, areas = encode_masks(masks)
         ref = mask_utils.encode(np.asfortranarray(masks.numpy().astype(np.uint8).transpose(1, 2, 0)))
         assert [r["counts"] for r in rles] == [r["counts"].decode() for r in ref]
         np.testing.assert_array_equal(areas, masks.sum((1, 2)).numpy())
-    assert _encode_masks(torch.zeros(0, 4, 4, dtype=torch.bool))[0] == []
+    assert encode_masks(torch.zeros(0, 4, 4, dtype=torch.bool))[0] == []
 
 
 # ------------------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def test_cli_json_equals_python_api(repo, checkpoints, folder, tmp_path):
     entries = json.loads((out / "predictions.json").read_text())
     ids = {img["file_name"]: img["id"] for img in json.loads((out / "images.json").read_text())}
     assert len(ids) == 3
-    predictor = Predictor.from_checkpoint(checkpoints["yolo_shapes"], device="cpu", score_threshold=0.01)
+    predictor = Predictor.from_checkpoint(checkpoints["yolo_shapes"], device="cpu", score_thresh=0.01)
     for file_name, image_id in ids.items():
         result = predictor([file_name])[0]
         mine = [e for e in entries if e["image_id"] == image_id]

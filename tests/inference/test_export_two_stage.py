@@ -103,8 +103,8 @@ def test_infer_on_the_onnx_file_gives_the_checkpoints_detections(repo, exported,
 def test_mask_rcnn_onnx_masks_equal_the_checkpoints(exported, folder):
     checkpoint, onnx_path, _ = exported["mask_rcnn_shapes"]
     files = sorted(str(p) for p in folder.iterdir())
-    want = Predictor.from_checkpoint(checkpoint, device="cpu", score_threshold=0.1)(files)
-    got = Predictor.from_checkpoint(onnx_path, device="cpu", score_threshold=0.1)(files)
+    want = Predictor.from_checkpoint(checkpoint, device="cpu", score_thresh=0.1)(files)
+    got = Predictor.from_checkpoint(onnx_path, device="cpu", score_thresh=0.1)(files)
     assert sum(len(w.boxes) for w in want) > 0 and [len(w.boxes) for w in want] == [len(g.boxes) for g in got]
     for w, g in zip(want, got):
         assert w.masks.shape == g.masks.shape and w.masks.shape[1:] == w.image.shape[:2]

@@ -7,7 +7,6 @@ each reader gives back with the Python API's predictions on the same files.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -16,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from detseg.checkpoint_io import save_checkpoint
 from detseg.cli import check_dataset
 from detseg.config import load_config, to_dict
 from detseg.config.schema import AugmentConfig
@@ -24,15 +24,12 @@ from detseg.data.sample import Sample, sanitize_boxes
 from detseg.data.synthetic import ShapesConfig, generate_sample
 from detseg.data.voc import VOCDataset
 from detseg.data.yolo import YOLODataset
-from detseg.engine.checkpoint import save_checkpoint
+from detseg.cli import infer
 from detseg.inference import Predictor, Result
 from detseg.inference.pre_annotations import FORMATS, MARKER, PredictionDataset, unique_stems
 from detseg.models import build_model
 
 REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("_detseg_tool_infer", REPO / "tools" / "infer.py")
-infer = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(infer)
 
 CLASSES = ["circle", "rectangle", "triangle"]
 SAVE_SCORE = 0.3
@@ -76,7 +73,7 @@ def test_predictions_written_by_infer_read_back_the_same(fmt, source, tmp_path, 
     dataset = read_back(fmt, path)
     assert dataset.class_names == tuple(CLASSES) and len(dataset) == 3
 
-    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", score_threshold=0.0)
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", score_thresh=0.0)
     kept = dropped = 0
     for i in range(len(dataset)):
         sample = dataset.load(i)

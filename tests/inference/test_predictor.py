@@ -60,13 +60,13 @@ def image_with_square(h=48, w=96, box=(60, 10, 80, 30)):
 def test_boxes_come_back_in_original_pixels_and_filters_apply():
     model = CentreBox()
     predictor = Predictor(model, ["a", "b"], AugmentConfig(image_size=64, resize="letterbox"), device="cpu",
-                          score_threshold=0.5)
+                          score_thresh=0.5)
     result = predictor(image_with_square())[0]
     assert model.seen_sizes == [(64, 64)]
     np.testing.assert_allclose(result.boxes, [[60, 10, 80, 30]], atol=1.0)
     assert result.names == ["b"] and result.scores.tolist() == pytest.approx([0.9])
     assert result.to_coco(7)[0]["bbox"] == pytest.approx([60, 10, 20, 20], abs=1.0)
-    only_a = Predictor(model, ["a", "b"], AugmentConfig(image_size=64), device="cpu", score_threshold=0.0, classes=[0])
+    only_a = Predictor(model, ["a", "b"], AugmentConfig(image_size=64), device="cpu", score_thresh=0.0, classes=[0])
     assert only_a(image_with_square())[0].labels.tolist() == [0]
     assert result.plot().shape == (48, 96, 3)
 
@@ -82,7 +82,7 @@ def test_segmentation_maps_come_back_at_original_size():
 def test_tiles_find_small_objects_and_merge_duplicates():
     big = np.zeros((300, 300, 3), np.uint8)
     big[140:150, 140:150] = 255  # lies in several overlapping tiles
-    predictor = Predictor(CentreBox(), ["a", "b"], AugmentConfig(image_size=128), device="cpu", score_threshold=0.5)
+    predictor = Predictor(CentreBox(), ["a", "b"], AugmentConfig(image_size=128), device="cpu", score_thresh=0.5)
     result = predictor.predict_tiled(big, tile=128, overlap=0.25)
     assert len(result.boxes) == 1
     np.testing.assert_allclose(result.boxes[0], [140, 140, 150, 150], atol=1.5)
@@ -99,7 +99,7 @@ def test_segmentation_tiles_keep_full_resolution():
 
 
 def test_threads_share_one_predictor_safely():
-    predictor = Predictor(CentreBox(), ["a", "b"], AugmentConfig(image_size=64), device="cpu", score_threshold=0.5)
+    predictor = Predictor(CentreBox(), ["a", "b"], AugmentConfig(image_size=64), device="cpu", score_thresh=0.5)
     results = []
 
     def work():
@@ -158,9 +158,9 @@ def test_maps_and_masks_come_back_without_a_half_pixel_shift(task):
 
 def test_coco_results_use_the_category_id_table():
     image = image_with_square()
-    default = Predictor(CentreBox(), ["a", "b"], AugmentConfig(image_size=64), device="cpu", score_threshold=0.5)
+    default = Predictor(CentreBox(), ["a", "b"], AugmentConfig(image_size=64), device="cpu", score_thresh=0.5)
     assert default.category_ids == (1, 2) and default(image)[0].to_coco(1)[0]["category_id"] == 2
-    coco = Predictor(CentreBox(), ["a", "b"], AugmentConfig(image_size=64), device="cpu", score_threshold=0.5,
+    coco = Predictor(CentreBox(), ["a", "b"], AugmentConfig(image_size=64), device="cpu", score_thresh=0.5,
                      category_ids=[3, 13])
     result = coco(image)[0]
     assert result.labels.tolist() == [1] and result.to_coco(1)[0]["category_id"] == 13

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from detseg.checkpoint_io import save_checkpoint
 from detseg.config import load_config, to_dict
 from detseg.config.schema import AugmentConfig
-from detseg.engine.checkpoint import save_checkpoint
 from detseg.inference import Predictor
 from detseg.inference.predictor import fuse_conv_bn
 from detseg.models import build_model
@@ -87,9 +87,9 @@ def test_from_checkpoint_folds_and_matches_the_unfolded_model(repo, tmp_path):
             tower[-1].bias += 6.0
     save_checkpoint({"model": model.state_dict(), "config": to_dict(cfg), "class_names": ["a", "b", "c"],
                      "category_ids": [1, 2, 3]}, tmp_path / "best.pt")
-    predictor = Predictor.from_checkpoint(tmp_path / "best.pt", device="cpu", score_threshold=0.3)
+    predictor = Predictor.from_checkpoint(tmp_path / "best.pt", device="cpu", score_thresh=0.3)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in predictor.model.modules())
-    reference = Predictor(model, ["a", "b", "c"], predictor.resize, device="cpu", score_threshold=0.3)
+    reference = Predictor(model, ["a", "b", "c"], predictor.resize, device="cpu", score_thresh=0.3)
     image = (np.random.default_rng(0).random((90, 120, 3)) * 255).astype(np.uint8)
     want, got = reference.predict_arrays([image])[0], predictor.predict_arrays([image])[0]
     assert len(want.boxes) == len(got.boxes) > 0

@@ -4,8 +4,9 @@ import importlib.util
 import json
 from pathlib import Path
 
+from detseg.checkpoint_io import save_checkpoint
 from detseg.config import load_config, to_dict
-from detseg.engine.checkpoint import new_run_dir, save_checkpoint
+from detseg.engine.checkpoint import new_run_dir
 from detseg.engine.train_loop import train
 from detseg.models import build_model
 

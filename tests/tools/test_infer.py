@@ -14,19 +14,17 @@ import pytest
 import torch
 from torch import nn
 
+from detseg.checkpoint_io import save_checkpoint
+from detseg.cli import infer
 from detseg.config import load_config, to_dict
 from detseg.config.schema import AugmentConfig
 from detseg.data.coco import CocoDataset
 from detseg.data.synthetic import ShapesConfig, generate_sample
-from detseg.engine.checkpoint import save_checkpoint
 from detseg.inference import Predictor
 from detseg.models import build_model
 from detseg.structures.instances import Detections
 
 REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("_detseg_tool_infer", REPO / "tools" / "infer.py")
-infer = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(infer)
 
 
 class BrightBox(nn.Module):
@@ -150,7 +148,7 @@ def test_coco128_results_carry_the_datasets_own_category_ids(repo, tmp_path):
                        "--device", "cpu", "--quiet", "--no-save"]) == 0
     entries = json.loads((out / "predictions.json").read_text())
     assert entries and {e["category_id"] for e in entries} <= set(json_ids)
-    predictor = Predictor.from_checkpoint(ckpt, device="cpu", score_threshold=0.0)
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu", score_thresh=0.0)
     assert predictor.category_ids == tuple(json_ids)  # label k -> the k-th sorted category id
     names = list(predictor.class_names)
     assert json_ids[names.index("stop sign")] == 13 and json_ids[names.index("toothbrush")] == 90
@@ -284,6 +282,8 @@ def test_real_segmentation_checkpoint_through_the_cli(repo, tmp_path, capsys):
 
 
 def load_tool(name: str):
+    if name == "infer":
+        return infer
     tool_spec = importlib.util.spec_from_file_location(f"_detseg_tool_{name}", REPO / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(tool_spec)
     tool_spec.loader.exec_module(module)

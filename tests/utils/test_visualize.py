@@ -15,7 +15,7 @@ def test_boxes_masks_and_threshold():
     masks[0, 35:45, 10:20] = True
     masks[1, 10:20, 55:65] = True
     out = draw_detections(image, torch.tensor([[5.0, 30, 40, 55], [50, 5, 70, 25]]), torch.tensor([1, 0]),
-                          scores=torch.tensor([0.9, 0.1]), masks=masks, class_names=["a", "b"], score_threshold=0.5)
+                          scores=torch.tensor([0.9, 0.1]), masks=masks, class_names=["a", "b"], score_thresh=0.5)
     assert image.sum() == 0  # input untouched
     assert tuple(out[45, 5]) == class_color(1)  # left edge of the kept box
     assert out[15, 60].sum() == 0 and out[5, 50].sum() == 0  # the low-score box and mask: not drawn

@@ -285,13 +285,25 @@ def test_yolov1_losses_predictions_and_empty_images():
     assert len(dets) == 2 and all((d.boxes[:, 2] <= 128).all() and (d.boxes[:, 3] <= 96).all() for d in dets)
 
 
+def test_yolov1_post_processing_comes_from_its_own_section(repo):
+    from detseg.config import ConfigError
+
+    m = build_model(load_config(repo / "configs/yolov1_shapes.yaml").model)
+    assert (m.score_thresh, m.nms_iou, m.max_det) == (0.01, 0.5, 100)
+    cfg = load_config(repo / "configs/yolov1_shapes.yaml", ["model.yolo.v1.nms_iou=0.6", "model.yolo.v1.max_det=7"])
+    m = build_model(cfg.model)
+    assert (m.nms_iou, m.max_det) == (0.6, 7) and cfg.model.yolo.nms_iou == 0.7  # YOLOv8's left alone
+    with pytest.raises(ConfigError, match=r"yolov1 does not read model\.yolo\.score_thresh .*model\.yolo\.v1\.score_thresh"):
+        load_config(repo / "configs/yolov1_shapes.yaml", ["model.yolo.score_thresh=0.3"])
+
+
 # ----------------------------------------------------------------------------- real data, learning
 
 
 @pytest.mark.coco128
 def test_loss_decreases_on_a_coco128_batch(repo, monkeypatch):
     from detseg.data.build import build_datasets
-    from detseg.structures.instances import collate
+    from detseg.data.collate import collate
 
     monkeypatch.chdir(repo)  # the config's coco128 paths are relative to the repository root
     cfg = load_config(repo / "configs/yolo_coco.yaml", ["data.augment.image_size=256"])

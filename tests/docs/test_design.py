@@ -1,4 +1,4 @@
-"""Each design-idea function of detseg.utils.design against numbers computed by hand."""
+"""Each design-idea function of detseg.docs.design against numbers computed by hand."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from detseg.backbones.build import build_backbone
-from detseg.utils import design
-from detseg.utils.design import ReceptiveField, receptive_field
+from detseg.docs import design
+from detseg.docs.design import ReceptiveField, receptive_field
 
 
 # ---- receptive field calculator -------------------------------------------------------------

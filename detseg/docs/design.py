@@ -5,7 +5,7 @@ parameters" or "GoogLeNet's 1x1 bottlenecks cut the cost of an inception module"
 here builds the layers in question (``nn.Conv2d`` & co., or the module taken from a detseg
 backbone), runs them through :func:`detseg.utils.summary.summarize` and returns the numbers, so
 ``tools/make_docs.py`` can print them in ``docs/architectures.md`` and
-``tests/utils/test_design.py`` can check them against hand-computed values.
+``tests/docs/test_design.py`` can check them against hand-computed values.
 
 Conventions are those of :mod:`detseg.utils.summary`: ``params`` are parameter elements (weights,
 biases, BatchNorm affine terms), ``macs`` are multiply-accumulates of convolutions and linear
@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from ..backbones.build import build_backbone
 from ..backbones.densenet import DenseBlock, Transition
 from ..backbones.resnet import BasicBlock, Bottleneck
-from .summary import conv_transpose_output_size, summarize
+from ..utils.summary import conv_transpose_output_size, summarize
 
 __all__ = [
     "BackboneCosts",

@@ -27,6 +27,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import platform
@@ -75,6 +76,7 @@ class Entry:
     name: str
     overrides: list[str]
     peer: bool = False
+    peer_twin: bool = False  # the same network as the peer's (the like-for-like row)
 
 
 def seg_entries(unet_channels: int) -> list[Entry]:
@@ -82,7 +84,7 @@ def seg_entries(unet_channels: int) -> list[Entry]:
     return [
         Entry(f"detseg U-Net (classic, {unet_channels} base channels)",
               ["model.arch=unet", f"model.segmentation.unet.base_channels={unet_channels}"]),
-        Entry("detseg U-Net ResNet-18", ["model.arch=unet_backbone", *r18]),
+        Entry("detseg U-Net ResNet-18", ["model.arch=unet_backbone", *r18], peer_twin=True),
         Entry("detseg FCN-8s ResNet-18", ["model.arch=fcn8s", *r18]),
         Entry("detseg DeepLab-v3 ResNet-18 OS8", ["model.arch=deeplabv3", *r18, "model.backbone.output_stride=8"]),
         Entry("smp Unet(resnet18)", ["model.arch=smp_unet"], peer=True),
@@ -174,7 +176,7 @@ def run_entry(entry: Entry, common: list[str], out: Path) -> dict:
     else:
         print(f"[real_data] {entry.name}: read back the finished run in {run}")
     params = sum(p.numel() for p in MODELS[cfg.model.arch].build(cfg.model).parameters())
-    return {"model": entry.name, "peer": entry.peer, "arch": cfg.model.arch, "params": params,
+    return {"model": entry.name, "peer": entry.peer, "peer_twin": entry.peer_twin, "arch": cfg.model.arch, "params": params,
             "membrane_iou": best[METRIC], "miou": best["miou"], "pixel_acc": best["pixel_acc"],
             "best_epoch": int(best.get("epoch", 0)), "seconds": best["seconds"], "run": str(run),
             "curve": read_curve(run / "metrics.csv")}
@@ -211,7 +213,25 @@ def table(results: list[dict]) -> list[str]:
 def hardware(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return f"{cpu}, {torch.get_num_threads()} threads"
+
+
+def recorded_args(argv: list[str]) -> list[str]:
+    """The command line that reproduces a run, without where it was written (``--out``) or ``--write-docs``."""
+    out, skip = [], False
+    for a in argv:
+        if skip or a == "--write-docs" or a.startswith("--out="):
+            skip = False
+            continue
+        if a == "--out":
+            skip = True
+            continue
+        out.append(a)
+    return out
 
 
 def write_docs(results: list[dict], args: argparse.Namespace, curve: Path) -> None:
@@ -220,14 +240,15 @@ def write_docs(results: list[dict], args: argparse.Namespace, curve: Path) -> No
     picture = REPO / "docs" / "images" / "isbi2012_curves.png"
     shutil.copyfile(curve, picture)
     entry = {
-        "command": "python benchmarks/real_data.py " + " ".join(a for a in sys.argv[1:] if a != "--write-docs"),
+        "command": " ".join(["python benchmarks/real_data.py", *recorded_args(sys.argv[1:])]),
         "data": "ISBI 2012 membranes, sections 00-23 train / 24-29 validation, from scratch",
         "setting": (f"{args.image_size} px (stretched from 512), batch {args.batch_size}, {args.epochs} epochs, "
                     f"AdamW lr {args.lr} cosine, cross-entropy + Dice, flips and colour jitter, the best of "
                     f"validations every {args.interval} epochs; every model trained by detseg's engine"),
         "hardware": f"{hardware(args.device)}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}",
         "picture": f"images/{picture.name}",
-        "rows": [{k: r[k] for k in ("model", "peer", "params", "membrane_iou", "miou", "pixel_acc", "best_epoch")}
+        "rows": [{k: r[k] for k in ("model", "peer", "peer_twin", "params", "membrane_iou", "miou", "pixel_acc",
+                                    "best_epoch")}
                  | {"seconds": round(r["seconds"])} for r in results],
     }
     path = REPO / "docs" / "real_data.yaml"
@@ -283,9 +304,10 @@ def main() -> None:
           f"{hardware(args.device)}:")
     print("\n".join(table(results)))
     peer = next((r for r in results if r["peer"]), None)
-    if peer and len(results) > 1:
-        worst = min((r for r in results if not r["peer"]), key=lambda r: r["membrane_iou"])
-        print(f"worst ratio detseg/smp membrane IoU: {worst['membrane_iou'] / peer['membrane_iou']:.3f} ({worst['model']})")
+    twin = next((r for r in results if r["peer_twin"]), None)
+    if peer and twin:
+        print(f"same network, detseg / smp membrane IoU: {twin['membrane_iou'] / peer['membrane_iou']:.3f} "
+              f"({twin['model']} vs {peer['model']})")
     print(f"curves: {curve}")
     if args.write_docs:
         write_docs(results, args, curve)

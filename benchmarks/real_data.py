@@ -20,7 +20,7 @@ already in ``--out`` is read back instead of trained again (delete its folder to
 ``docs/images/`` for the model zoo (``python tools/make_docs.py`` renders them).
 
 Usage:
-    python benchmarks/real_data.py [--epochs 60] [--image-size 256] [--device cpu] [--write-docs]
+    python benchmarks/real_data.py [--epochs 50] [--image-size 256] [--device cpu] [--write-docs]
     python benchmarks/real_data.py --quick       # 4 epochs, 128 px: a few-minute smoke run
 """
 
@@ -29,8 +29,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import shutil
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -261,7 +261,7 @@ def write_docs(results: list[dict], args: argparse.Namespace, curve: Path) -> No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3)

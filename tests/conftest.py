@@ -33,3 +33,22 @@ def pytest_collection_modifyitems(config, items):
 def repo() -> Path:
     """The repository root (tools/ and configs/ live here)."""
     return REPO
+
+
+@pytest.fixture
+def coco128_subset(tmp_path):
+    """``make(n) -> overrides``: the first ``n`` coco128 images (by file name) as a COCO json in
+    ``tmp_path``, given as train and val split overrides (train = val, the overfit check)."""
+    import json
+
+    def make(n: int) -> list[str]:
+        data = json.loads((COCO128 / "annotations/instances.json").read_text())
+        ids = {im["id"] for im in sorted(data["images"], key=lambda im: im["file_name"])[:n]}
+        subset = {**data, "images": [im for im in data["images"] if im["id"] in ids],
+                  "annotations": [a for a in data["annotations"] if a["image_id"] in ids]}
+        path = tmp_path / f"coco128_first{n}.json"
+        path.write_text(json.dumps(subset))
+        return [f"data.{split}.{key}={value}" for split in ("train", "val")
+                for key, value in (("images", COCO128 / "images"), ("annotations", path))]
+
+    return make

@@ -31,6 +31,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def config_parser(doc: str, config_help: str, overrides_example: str) -> argparse.ArgumentParser:
+    """A tool's parser taking ``[CONFIG] [key.sub=value ...]``: description and epilog from the
+    tool's docstring (first paragraph / the rest); read it with :func:`parse_config_args`."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0], epilog="\n\n".join(doc.split("\n\n")[1:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="?", help=config_help)
+    parser.add_argument("overrides", nargs="*", help=f"dotted overrides, e.g. {overrides_example}")
+    return parser
+
+
+def parse_config_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Options and positionals in any order; without a CONFIG the first override lands in
+    ``config`` (``--resume X key=value``), so it is moved back to ``overrides``."""
+    args = parser.parse_intermixed_args(argv)
+    if args.config and "=" in args.config:
+        args.overrides.insert(0, args.config)
+        args.config = None
+    return args
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``detseg --help`` / ``--version``; the subcommands' own arguments are their tools'."""
     parser = argparse.ArgumentParser(

@@ -17,7 +17,6 @@ annotation json itself, so the numbers are pycocotools'.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import replace
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 from detseg.checkpoint_io import CheckpointError, load_checkpoint
+from detseg.cli import config_parser, parse_config_args
 from detseg.config import ExperimentConfig, config_from_dict, load_config
 from detseg.data.build import build_datasets, make_loader
 from detseg.engine.evaluate import build_evaluator, validate
@@ -65,18 +65,11 @@ def load_weights(model: torch.nn.Module, state: dict, checkpoint: str, config: s
 
 @torch.no_grad()
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", nargs="?", help="YAML experiment config; default: the checkpoint's")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.batch_size=8")
+    parser = config_parser(__doc__, "YAML experiment config; default: the checkpoint's", "data.batch_size=8")
     parser.add_argument("--checkpoint", required=True, help="a last.pt / best.pt written by tools/train.py")
     parser.add_argument("--out", help="output folder (default: <checkpoint folder>/eval)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_intermixed_args(argv)
-    if args.config and "=" in args.config:  # "--checkpoint X key=value": the first override lands here
-        args.overrides.insert(0, args.config)
-        args.config = None
+    args = parse_config_args(parser, argv)
     try:
         state = load_checkpoint(args.checkpoint)
         cfg = eval_config(args.config, args.overrides, state, args.checkpoint)

@@ -22,10 +22,10 @@ checkpoint (one line naming it), 130 interrupted.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from detseg.cli import config_parser, parse_config_args
 from detseg.config import dump_used_config, load_config
 from detseg.engine.checkpoint import new_run_dir
 from detseg.engine.distributed import is_main_process
@@ -36,18 +36,11 @@ from detseg.utils.device import resolve_device
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", nargs="?", help="YAML experiment config (see configs/)")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=12")
+    parser = config_parser(__doc__, "YAML experiment config (see configs/)", "train.epochs=12")
     parser.add_argument("--out", help="run folder (default: train.out_dir/<train.name or config name>)")
     parser.add_argument("--resume", help="last.pt of a run to continue (its config.yaml is used)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (for logs)")
-    args = parser.parse_intermixed_args(argv)
-    if args.config and "=" in args.config:  # "--resume X key=value": the first override lands here
-        args.overrides.insert(0, args.config)
-        args.config = None
+    args = parse_config_args(parser, argv)
     if not args.config and not args.resume:
         parser.error("give a CONFIG, or --resume RUN/last.pt")
     config = args.config or str(Path(args.resume).parent / "config.yaml")

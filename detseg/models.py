@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 from torch import nn
 
@@ -31,6 +31,10 @@ def build_classifier(cfg: ModelConfig) -> ImageClassifier:
     return ImageClassifier(backbone)
 
 
+#: what a model does, which picks its datasets, evaluator and result drawing
+Task = Literal["classification", "detection", "segmentation"]
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """An architecture: its builder, and what it needs from the data before it is built.
@@ -42,8 +46,12 @@ class ModelSpec:
     """
 
     build: Callable[[ModelConfig], nn.Module]
-    task: str
+    task: Task
     with_masks: bool = False
+
+    def __post_init__(self) -> None:
+        if self.task not in get_args(Task):
+            raise ValueError(f"task must be one of {', '.join(get_args(Task))}, got {self.task!r}")
 
 
 MODELS: dict[str, ModelSpec] = {

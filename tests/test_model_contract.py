@@ -17,7 +17,7 @@ from detseg.classification.classifier import Classifications
 from detseg.config import load_config
 from detseg.data.build import build_datasets, make_loader
 from detseg.engine.evaluate import to_device
-from detseg.models import MODELS, build_model
+from detseg.models import MODELS, ModelSpec, build_model
 from detseg.structures.instances import Detections
 
 #: arch -> (shapes config, extra overrides)
@@ -42,6 +42,11 @@ TINY = ["model.backbone.width=0.125", "data.image_size=64", "data.augment.image_
 
 def test_every_arch_is_covered():
     assert set(CONFIGS) == set(MODELS)
+
+
+def test_a_spec_names_one_of_the_three_tasks():
+    with pytest.raises(ValueError, match="task must be one of classification, detection, segmentation"):
+        ModelSpec(MODELS["unet"].build, "instance_segmentation")
 
 
 @pytest.fixture(params=sorted(MODELS))

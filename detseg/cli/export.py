@@ -28,6 +28,7 @@ from detseg.inference import Predictor
 from detseg.inference.export import (
     ExportError, check_images, export_checked, export_metadata, graph_kind, min_side,
 )
+from detseg.structures.instances import DEFAULT_SCORE_THRESH
 
 EXPORTERS = {"dynamo": "the dynamo exporter (torch.export)", "torchscript": "the TorchScript-based exporter (legacy)",
              "trace": "torch.jit.trace"}
@@ -42,7 +43,13 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: the training size); the graph takes any size")
     parser.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto",
                         help="ONNX exporter: auto tries dynamo, then the TorchScript-based one (default: %(default)s)")
+    parser.add_argument("--score", type=float, default=DEFAULT_SCORE_THRESH,
+                        help="the file's default score threshold: detections below it are dropped when the file "
+                             "is run by detseg (Predictor, tools/infer.py; --score there overrides it) "
+                             "(default: %(default)s)")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.score < 1.0:
+        parser.error(f"--score must be in [0, 1), got {args.score}")
     try:
         predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu")
     except (ValueError, FileNotFoundError) as exc:
@@ -54,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     suffix = ".onnx" if args.format == "onnx" else ".torchscript"
     out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(suffix)
     resize = replace(predictor.resize, image_size=args.image_size or predictor.resize.image_size)
-    metadata = export_metadata(model, predictor.class_names, resize, category_ids=predictor.category_ids)
+    metadata = export_metadata(model, predictor.class_names, resize, category_ids=predictor.category_ids,
+                               score_thresh=args.score)
     try:
         written, result = export_checked(model, out, images=check_images(model, size), format=args.format,
                                          image_size=(size, size), exporter=args.exporter, metadata=metadata)

@@ -202,8 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "file written by tools/export.py (run with onnxruntime, same outputs)")
     parser.add_argument("--source", required=True, help="image, folder, glob, video file or camera index")
     parser.add_argument("--out", help="output folder (default: <checkpoint folder>/infer)")
-    parser.add_argument("--score", type=float, default=DEFAULT_SCORE_THRESH, help="drop detections below this score: "
-                        "the Predictor's score_thresh (default: %(default)s)")
+    parser.add_argument("--score", type=float, help="drop detections below this score: the Predictor's score_thresh "
+                        f"(default: an exported file's own, set by tools/export.py --score; {DEFAULT_SCORE_THRESH} "
+                        "for a checkpoint)")
     parser.add_argument("--classes", type=int, nargs="+", help="keep only detections of these 0-based class indices")
     parser.add_argument("--image-size", type=int, help="model input size (default: the checkpoint's)")
     parser.add_argument("--device", default="auto", help="torch device: auto (CUDA when available, else cpu), cpu, "
@@ -227,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
+        chosen = {} if args.score is None else {"score_thresh": args.score}  # else: the file's (or the default)
         predictor = Predictor.from_checkpoint(args.checkpoint, image_size=args.image_size, device=args.device,
-                                              half=args.half, score_thresh=args.score, classes=args.classes)
+                                              half=args.half, classes=args.classes, **chosen)
         dataset = PredictionDataset.for_predictor(predictor, args.save_score) if args.save_format else None
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)

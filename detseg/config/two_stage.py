@@ -10,6 +10,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 
+def check_sampling(fg_iou: float, bg_iou: float, positive_fraction: float) -> None:
+    """The matching and sampling settings shared by the RPN and the RoI heads."""
+    if not 0.0 <= bg_iou <= fg_iou <= 1.0:
+        raise ValueError(f"need 0 <= bg_iou <= fg_iou <= 1, got {bg_iou}, {fg_iou}")
+    if not 0.0 < positive_fraction <= 1.0:
+        raise ValueError(f"positive_fraction must be in (0, 1], got {positive_fraction}")
+
+
 @dataclass
 class TrainTest:
     """A setting with one value for training (``loss``) and one for inference (``predict``)."""
@@ -65,10 +73,7 @@ class RPNConfig:
     smooth_l1_beta: float = 1.0 / 9.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.bg_iou <= self.fg_iou <= 1.0:
-            raise ValueError(f"need 0 <= bg_iou <= fg_iou <= 1, got {self.bg_iou}, {self.fg_iou}")
-        if not 0.0 < self.positive_fraction <= 1.0:
-            raise ValueError(f"positive_fraction must be in (0, 1], got {self.positive_fraction}")
+        check_sampling(self.fg_iou, self.bg_iou, self.positive_fraction)
         if self.anchor_sizes is not None and len({len(s) for s in self.anchor_sizes}) > 1:
             raise ValueError(f"every level needs the same number of anchor sizes, got {self.anchor_sizes}")
 
@@ -112,10 +117,7 @@ class RoIHeadsConfig:
     smooth_l1_beta: float = 1.0 / 9.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.bg_iou <= self.fg_iou <= 1.0:
-            raise ValueError(f"need 0 <= bg_iou <= fg_iou <= 1, got {self.bg_iou}, {self.fg_iou}")
-        if not 0.0 < self.positive_fraction <= 1.0:
-            raise ValueError(f"positive_fraction must be in (0, 1], got {self.positive_fraction}")
+        check_sampling(self.fg_iou, self.bg_iou, self.positive_fraction)
 
 
 @dataclass

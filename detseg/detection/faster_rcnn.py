@@ -101,13 +101,18 @@ class TwoStageDetector(Detector):
         Args:
             image_sizes: true ``(H, W)`` per image before padding; ``None``: the padded size.
         """
+        return self._detect(images, image_sizes)[0]
+
+    def _detect(self, images: Tensor, image_sizes: Sequence[tuple[int, int]] | None):
+        """Test-time boxes, with what a further RoI branch needs: (detections, RoI features, sizes)."""
         if image_sizes is None:
             image_sizes = [tuple(images.shape[-2:])] * len(images)
         image_sizes = [tuple(int(v) for v in s) for s in image_sizes]
         features = self.extract(images, image_sizes)
         out = self.rpn([features[k] for k in self.rpn_features], images.shape[-2:])
         proposals = self.rpn.proposals(out, image_sizes, train=False)
-        return self.roi_heads.predict({k: features[k] for k in self.roi_features}, proposals, image_sizes)
+        roi_inputs = {k: features[k] for k in self.roi_features}
+        return self.roi_heads.predict(roi_inputs, proposals, image_sizes), roi_inputs, image_sizes
 
     def export_outputs(self, images: Tensor) -> tuple[Tensor, ...]:
         """One image -> its detections: what :meth:`predict` computes, as one exportable graph.

@@ -123,14 +123,7 @@ class MaskRCNN(TwoStageDetector):
     @torch.no_grad()
     def predict(self, images: Tensor, image_sizes: Sequence[tuple[int, int]] | None = None) -> list[Detections]:
         """Detections with ``masks`` pasted at each image's true size."""
-        if image_sizes is None:
-            image_sizes = [tuple(images.shape[-2:])] * len(images)
-        image_sizes = [tuple(int(v) for v in s) for s in image_sizes]
-        features = self.extract(images, image_sizes)
-        out = self.rpn([features[k] for k in self.rpn_features], images.shape[-2:])
-        proposals = self.rpn.proposals(out, image_sizes, train=False)
-        roi_inputs = {k: features[k] for k in self.roi_features}
-        detections = self.roi_heads.predict(roi_inputs, proposals, image_sizes)
+        detections, roi_inputs, image_sizes = self._detect(images, image_sizes)
         return self.mask_branch.predict(roi_inputs, detections, image_sizes)
 
     def export_outputs(self, images: Tensor) -> tuple[Tensor, ...]:

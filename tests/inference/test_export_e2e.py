@@ -85,7 +85,8 @@ def test_export_matches_pytorch(repo, checkpoints, tmp_path, name, fmt):
         pytest.importorskip("onnx")
     out = tmp_path / f"model.{fmt}"
     proc = subprocess.run([sys.executable, "tools/export.py", "--checkpoint", str(checkpoints[name]),
-                           "--format", fmt, "--out", str(out)], cwd=repo, capture_output=True, text=True, timeout=300)
+                           "--format", fmt, "--out", str(out), "--score", "0.4"],
+                          cwd=repo, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "matches PyTorch" in proc.stdout and out.exists()
     assert ("dynamo exporter" if fmt == "onnx" else "torch.jit.trace") in proc.stdout
@@ -96,7 +97,9 @@ def test_export_matches_pytorch(repo, checkpoints, tmp_path, name, fmt):
     assert check_export(model, out, images).max_difference < 1e-3
     meta = read_metadata(out)
     assert meta["class_names"] == ["circle", "rectangle", "triangle"] and meta["category_ids"] == [1, 2, 3]
-    assert meta["image_size"] == 64 and meta["resize"] == "letterbox" and meta["score_threshold"] == 0.25
+    assert meta["image_size"] == 64 and meta["resize"] == "letterbox" and meta["score_threshold"] == 0.4
+    if fmt == "onnx":  # the file's threshold is the Predictor's (and tools/infer.py's) default
+        assert Predictor.from_checkpoint(out).score_thresh == pytest.approx(0.4)
     if name == "yolo_shapes":
         assert set(meta["postprocess"]) == {"score_thresh", "nms_iou", "pre_nms_top_n", "max_det"}
 

@@ -108,6 +108,20 @@ def test_unreadable_sources_and_checkpoints_are_one_line_errors(tmp_path, capsys
         infer.run_video(predictor, str(tmp_path / "missing.mp4"), tmp_path, options(), infer.Tally())
 
 
+@pytest.mark.parametrize("given, passed", [([], {}), (["--score", "0.6"], {"score_thresh": 0.6})])
+def test_score_is_passed_on_only_when_given_so_an_exported_files_own_threshold_holds(monkeypatch, capsys, given,
+                                                                                     passed):
+    seen = {}
+
+    def from_checkpoint(path, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(infer.Predictor, "from_checkpoint", from_checkpoint)
+    assert infer.main(["--checkpoint", "m.onnx", "--source", "a.jpg", *given]) == 2
+    assert {k: v for k, v in seen.items() if k == "score_thresh"} == passed
+
+
 # ------------------------------------------------------------------ checkpoints built cheaply
 
 

@@ -443,23 +443,37 @@ def cpu_speed_section(bench: dict | None) -> list[str]:
 
 
 def real_data_section(doc: dict) -> list[str]:
-    """The zoo's real-data table: one run of ``benchmarks/real_data.py``, detseg next to its peer."""
+    """The zoo's real-data tables: runs of ``benchmarks/real_data.py``, detseg next to its peer."""
     out = ["## Real images", ""]
-    isbi = doc.get("isbi2012")
-    if not isbi:
+    isbi, coco = doc.get("isbi2012"), doc.get("coco128")
+    if not isbi and not coco:
         return out + ["not measured", ""]
-    out += [f"Segmenters on {isbi['data']} (`{isbi['command']}`): {isbi['setting']}. Measured on "
-            f"{isbi['hardware']}. Membrane IoU is the foreground class's; the peer's ratio column is "
-            "detseg / smp.", ""]
-    peer = next((r for r in isbi["rows"] if r["peer"]), None)
-    out += _table(("model", "params", "membrane IoU", "mIoU", "pixel acc", "best epoch", "train time", "IoU / smp"),
-                  [(r["model"], f"{r['params'] / 1e6:.1f} M", f"{r['membrane_iou']:.3f}", f"{r['miou']:.3f}",
-                    f"{r['pixel_acc']:.3f}", r["best_epoch"], f"{r['seconds']} s",
-                    f"{r['membrane_iou'] / peer['membrane_iou']:.3f}" if peer and not r["peer"] else "")
-                   for r in isbi["rows"]], align="lrrrrrrr")
-    if isbi.get("notes"):
-        out += [isbi["notes"], ""]
-    out += [f"![ISBI 2012 validation curves]({isbi['picture']})", ""]
+    if isbi:
+        out += [f"Segmenters on {isbi['data']} (`{isbi['command']}`): {isbi['setting']}. Measured on "
+                f"{isbi['hardware']}. Membrane IoU is the foreground class's; the peer's ratio column is "
+                "detseg / smp.", ""]
+        peer = next((r for r in isbi["rows"] if r["peer"]), None)
+        out += _table(("model", "params", "membrane IoU", "mIoU", "pixel acc", "best epoch", "train time", "IoU / smp"),
+                      [(r["model"], f"{r['params'] / 1e6:.1f} M", f"{r['membrane_iou']:.3f}", f"{r['miou']:.3f}",
+                        f"{r['pixel_acc']:.3f}", r["best_epoch"], f"{r['seconds']} s",
+                        f"{r['membrane_iou'] / peer['membrane_iou']:.3f}" if peer and not r["peer"] else "")
+                       for r in isbi["rows"]], align="lrrrrrrr")
+        if isbi.get("notes"):
+            out += [isbi["notes"], ""]
+        out += [f"![ISBI 2012 validation curves]({isbi['picture']})", ""]
+    if coco:
+        out += [f"Detectors fitting {coco['data']} (`{coco['command']}`): {coco['setting']}. Measured on "
+                f"{coco['hardware']}.", ""]
+        out += _table(("model", "params", "size", "batch", "epochs", "bbox mAP50", "bbox mAP", "segm mAP50",
+                       "best epoch", "train time"),
+                      [(r["model"], f"{r['params'] / 1e6:.1f} M", f"{r['image_size']} px", r["batch"],
+                        r["epochs"] if r["epochs_run"] == r["epochs"] else f"{r['epochs_run']} of {r['epochs']}",
+                        f"{r['bbox_map50']:.3f}", f"{r['bbox_map']:.3f}",
+                        f"{r['segm_map50']:.3f}" if r.get("segm_map50") is not None else "", r["best_epoch"],
+                        f"{r['seconds']} s") for r in coco["rows"]], align="lrrrrrrrrr")
+        if coco.get("notes"):
+            out += [coco["notes"], ""]
+        out += [f"![coco128 overfit curves]({coco['picture']})", ""]
     return out
 
 

@@ -18,6 +18,11 @@ def check_sampling(fg_iou: float, bg_iou: float, positive_fraction: float) -> No
         raise ValueError(f"positive_fraction must be in (0, 1], got {positive_fraction}")
 
 
+def loss_beta(box_loss: str, smooth_l1_beta: float) -> float:
+    """The smooth-L1 beta a ``box_loss`` setting means (``l1`` is smooth L1 with beta 0)."""
+    return smooth_l1_beta if box_loss == "smooth_l1" else 0.0
+
+
 @dataclass
 class TrainTest:
     """A setting with one value for training (``loss``) and one for inference (``predict``)."""

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign
 
-from ..config.two_stage import RoIHeadsConfig
+from ..config.two_stage import RoIHeadsConfig, loss_beta
 from ..structures.instances import Detections, Instances, num_with_background
 from .box_coder import BoxCoder, clip_boxes
 from .matcher import Matcher, PaddedTargets, ignore_crowd, pairwise_iou, sample_balanced
@@ -135,7 +135,7 @@ class RoIHeads(nn.Module):
             fg_iou=cfg.fg_iou, bg_iou=cfg.bg_iou, batch_size_per_image=cfg.batch_size_per_image,
             positive_fraction=cfg.positive_fraction, bbox_reg_weights=cfg.bbox_reg_weights,
             score_thresh=cfg.score_thresh, nms_iou=cfg.nms_iou, detections_per_img=cfg.detections_per_img,
-            smooth_l1_beta=cfg.smooth_l1_beta if cfg.box_loss == "smooth_l1" else 0.0,
+            smooth_l1_beta=loss_beta(cfg.box_loss, cfg.smooth_l1_beta),
         )
 
     def forward(self, features: dict[str, Tensor], proposals: Sequence[Tensor],

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation
 
 from ..backbones.base import FeatureSpec
-from ..config.two_stage import RPNConfig
+from ..config.two_stage import RPNConfig, loss_beta
 from ..structures.instances import Instances
 from .anchors import AnchorGenerator, default_anchor_sizes
 from .box_coder import BoxCoder, clip_boxes
@@ -158,7 +158,7 @@ class RPN(nn.Module):
             pre_nms_top_n={"train": cfg.pre_nms_top_n.train, "test": cfg.pre_nms_top_n.test},
             post_nms_top_n={"train": cfg.post_nms_top_n.train, "test": cfg.post_nms_top_n.test},
             nms_iou=cfg.nms_iou, score_thresh=cfg.score_thresh, min_size=cfg.min_size,
-            smooth_l1_beta=cfg.smooth_l1_beta if cfg.box_loss == "smooth_l1" else 0.0,
+            smooth_l1_beta=loss_beta(cfg.box_loss, cfg.smooth_l1_beta),
         )
 
     def forward(self, features: Sequence[Tensor], image_shape: Sequence[int]) -> RPNOutputs:

@@ -13,11 +13,14 @@ import io
 import pytest
 import torch
 
+from detseg.backbones.base import Backbone
 from detseg.classification.classifier import Classifications
 from detseg.config import load_config
 from detseg.data.build import build_datasets, make_loader
+from detseg.data.sample import DetectionDataset
 from detseg.engine.evaluate import to_device
 from detseg.models import MODELS, ModelSpec, build_model
+from detseg.segmentation.base import SemanticSegmenter
 from detseg.structures.instances import Detections
 
 #: arch -> (shapes config, extra overrides)
@@ -42,6 +45,13 @@ TINY = ["model.backbone.width=0.125", "data.image_size=64", "data.augment.image_
 
 def test_every_arch_is_covered():
     assert set(CONFIGS) == set(MODELS)
+
+
+@pytest.mark.parametrize("base, args", [(Backbone, ()), (SemanticSegmenter, (1,)), (DetectionDataset, ())])
+def test_a_subclass_missing_a_hook_is_refused_when_made_not_when_first_used(base, args):
+    incomplete = type("Incomplete", (base,), {})
+    with pytest.raises(TypeError, match="abstract"):
+        incomplete(*args)
 
 
 def test_a_spec_names_one_of_the_three_tasks():

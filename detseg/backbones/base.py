@@ -16,6 +16,7 @@ Inputs are float images normalised with the ImageNet mean/std (models own that s
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
@@ -40,7 +41,7 @@ def scale_channels(channels: int, width: float, minimum: int = 4) -> int:
     return max(minimum, int(round(channels * width)))
 
 
-class Backbone(nn.Module):
+class Backbone(nn.Module, metaclass=ABCMeta):
     """Base class: explicit stages, selectable outputs, freezing, optional classifier head.
 
     Subclasses build their layers with torchvision's attribute names, then implement
@@ -59,13 +60,13 @@ class Backbone(nn.Module):
         self.num_classes: int | None = None
 
     # ---- subclass hooks -------------------------------------------------------------------
+    @abstractmethod
     def stage_modules(self) -> "OrderedDict[str, Sequence[nn.Module]]":
         """Stage name -> the modules that run, in order, to produce that stage's output."""
-        raise NotImplementedError(f"{type(self).__name__} must define stage_modules()")
 
+    @abstractmethod
     def forward_head(self, last: Tensor) -> Tensor:
         """Classifier head on the last stage's feature map: Tensor[N, C, h, w] -> Tensor[N, K]."""
-        raise NotImplementedError(f"{type(self).__name__} must define forward_head()")
 
     # ---- configuration --------------------------------------------------------------------
     def set_out_features(self, out_features: Sequence[str] | None) -> None:

@@ -36,6 +36,7 @@ records it for samples it decodes, with the same words.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -476,7 +477,7 @@ def check_class_names(names: Sequence[str], source: str) -> tuple[str, ...]:
     return names
 
 
-class DetectionDataset:
+class DetectionDataset(ABC):
     """Base of every dataset reader: ``load(index) -> Sample``, then box sanitising, then transform.
 
     Subclasses index their files and parse annotations in ``__init__``, recording every problem
@@ -534,12 +535,13 @@ class DetectionDataset:
                 self.problems.add(kind, box_text(str(files[index]), names[k] if k < len(names) else "", flat[j],
                                                  *hw[j]))
 
+    @abstractmethod
     def __len__(self) -> int:
-        raise NotImplementedError
+        """Number of samples."""
 
+    @abstractmethod
     def load(self, index: int) -> Sample:
         """The untransformed sample ``index`` (boxes may still be outside the image)."""
-        raise NotImplementedError
 
     def notes(self) -> list[str]:
         """Lines the dataset report prints about what the reader found (e.g. mask values)."""

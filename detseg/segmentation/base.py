@@ -11,6 +11,7 @@ back, so *any* input size works and the output always has the input's size.
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from typing import Sequence
 
 import torch
@@ -22,7 +23,7 @@ from ..structures.instances import Instances, num_with_background
 from .losses import SegmentationLoss
 
 
-class SemanticSegmenter(nn.Module):
+class SemanticSegmenter(nn.Module, metaclass=ABCMeta):
     """Base class: preprocessing, stride padding, the loss and the label-map prediction.
 
     Subclasses implement :meth:`forward_logits` on normalised images whose size is a multiple of
@@ -60,9 +61,9 @@ class SemanticSegmenter(nn.Module):
         self.criterion = criterion if criterion is not None else SegmentationLoss(num_with_background(num_classes))
 
     # ---- architecture hook ----------------------------------------------------------------
+    @abstractmethod
     def forward_logits(self, x: Tensor) -> Tensor:
         """Normalised Tensor[N, 3, Hs, Ws] -> logits Tensor[N, K + 1, Hs, Ws]."""
-        raise NotImplementedError(f"{type(self).__name__} must define forward_logits()")
 
     # ---- shared machinery -----------------------------------------------------------------
     def logits(self, images: Tensor) -> Tensor:

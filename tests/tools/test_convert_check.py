@@ -337,6 +337,9 @@ class _Empty(DetectionDataset):
     def __len__(self):
         return 0
 
+    def load(self, index):
+        raise IndexError(index)
+
 
 @pytest.mark.coco128
 def test_check_dataset_on_coco128(capsys):

@@ -350,3 +350,23 @@ def test_yolo_nano_learns_real_images_with_the_configs_recipe(tmp_path: Path, re
         "train.epochs=60", "train.device=cpu", "eval.interval=60", "eval.metric=bbox/mAP50"])
     best = train(cfg, new_run_dir(tmp_path, "run"), quiet=True)
     assert best["bbox/mAP50"] >= 0.25, best
+
+
+@pytest.mark.slow
+@pytest.mark.coco128
+def test_yolo_nano_fits_real_images_with_adamw(tmp_path: Path, repo, coco128_subset):
+    """The same 32 images with AdamW at lr 1e-3 on mean losses (Ultralytics' ``optimizer=auto`` also
+    switches to AdamW for runs under 10,000 iterations): bbox mAP50 measured 0.61 after 60 epochs,
+    against 0.36-0.40 for the SGD recipe; Ultralytics' YOLOv8n trained the same way (AdamW 1e-3)
+    scores 0.67 by pycocotools on its predictions."""
+    from detseg.engine.checkpoint import new_run_dir
+    from detseg.engine.train_loop import train
+
+    cfg = load_config(repo / "configs/yolo_coco.yaml", [
+        *coco128_subset(32), "data.augment.image_size=256", "data.augment.mosaic_prob=0", "data.augment.scale_jitter=[1.0,1.0]",
+        "data.augment.color_jitter=0", "data.batch_size=8", "data.num_workers=0", "train.optimizer=adamw", "train.lr=0.001",
+        "train.nominal_batch_size=null",
+        "train.warmup_iters=20", "train.epochs=60", "train.device=cpu", "train.tensorboard=false", "eval.interval=60",
+        "eval.metric=bbox/mAP50"])
+    best = train(cfg, new_run_dir(tmp_path, "run"), quiet=True)
+    assert best["bbox/mAP50"] >= 0.45, best

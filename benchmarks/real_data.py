@@ -27,8 +27,9 @@ loss on real images hardly moves until the schedule has lowered the rate).
 ``--minutes M`` gives every row the same wall-clock budget: short probe runs measure the row's
 epoch time on this machine, and the run gets as many epochs as fit in M minutes (its schedule
 planned for them, so it ends annealed); without it, ``--epochs`` are trained. Rows run one after
-another: several processes on one GPU time-slice it, and each row then gets far fewer steps. bbox mAP50 (and
-Mask R-CNN's segm mAP50) at the best validation; the curves go to ``coco128_curves.png``.
+another: several processes on one GPU time-slice it, and each row then gets far fewer steps.
+bbox mAP50 (and Mask R-CNN's segm mAP50) at the best validation; the curves go to
+``coco128_curves.png``.
 
 A finished run of the same settings already in ``--out`` is read back instead of trained again
 (delete its folder to retrain); ``--read-back`` only reads (a run stopped early is reported with
@@ -131,9 +132,9 @@ def coco_entries(args: argparse.Namespace) -> list[Entry]:
             "data.augment.scale_jitter=[1, 1]", "data.batch_size=16"]
     return [
         Entry("Faster R-CNN R18-FPN", two_stage, config="faster_rcnn_coco128_overfit.yaml", folder="faster_rcnn"),
-        Entry("Mask R-CNN R18-FPN", [*two_stage, "model.arch=mask_rcnn", "model.two_stage.mask.conv_layers=4",
-                                     "model.two_stage.mask.conv_channels=128"],
-              config="faster_rcnn_coco128_overfit.yaml", folder="mask_rcnn"),
+        Entry("Mask R-CNN R18-FPN",
+              [*two_stage, "model.two_stage.mask.conv_layers=4", "model.two_stage.mask.conv_channels=128"],
+              config="mask_rcnn_coco128_overfit.yaml", folder="mask_rcnn"),
         Entry("YOLO nano, the config's recipe (nbs 64)", yolo, config="yolo_coco.yaml", folder="yolo_nbs64"),
         Entry("YOLO nano, a step per batch (nbs 16)", [*yolo, "train.nominal_batch_size=16"], config="yolo_coco.yaml",
               folder="yolo_nbs16"),
@@ -394,14 +395,16 @@ def recorded_args(argv: list[str]) -> list[str]:
     return out
 
 
-def write_docs(key: str, entry: dict, curve: Path) -> None:
-    """Record one task's figures under ``key`` of docs/real_data.yaml, its curves in docs/images/."""
+def write_docs(key: str, data: str, setting: str, rows: list[dict], curve: Path, device: str) -> None:
+    """Record one task's figures under ``key`` of docs/real_data.yaml (with this command line and
+    machine), its curves in docs/images/."""
     import yaml
 
     picture = REPO / "docs" / "images" / curve.name
     shutil.copyfile(curve, picture)
-    entry = {"command": " ".join(["python benchmarks/real_data.py", *recorded_args(sys.argv[1:])]), **entry,
-             "picture": f"images/{picture.name}"}
+    machine = f"{hardware(device)}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
+    entry = {"command": " ".join(["python benchmarks/real_data.py", *recorded_args(sys.argv[1:])]), "data": data,
+             "setting": setting, "hardware": machine, "rows": rows, "picture": f"images/{picture.name}"}
     path = REPO / "docs" / "real_data.yaml"
     doc = yaml.safe_load(path.read_text()) if path.is_file() else {}
     if doc.get(key, {}).get("notes"):
@@ -447,15 +450,14 @@ def main_isbi(args: argparse.Namespace) -> None:
               f"({twin['model']} vs {peer['model']})")
     print(f"curves: {curve}")
     if args.write_docs:
-        write_docs("isbi2012", {
-            "data": "ISBI 2012 membranes, sections 00-23 train / 24-29 validation, from scratch",
-            "setting": (f"{args.image_size} px (stretched from 512), batch {args.batch_size}, {args.epochs} epochs, "
-                        f"AdamW lr {args.lr} cosine, cross-entropy + Dice, flips and colour jitter, the best of "
-                        f"validations every {args.interval} epochs; every model trained by detseg's engine"),
-            "hardware": f"{hardware(args.device)}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}",
-            "rows": [{k: r[k] for k in ("model", "peer", "peer_twin", "params", "membrane_iou", "miou", "pixel_acc",
-                                        "best_epoch")} | {"seconds": round(r["seconds"])} for r in results],
-        }, curve)
+        write_docs(
+            "isbi2012", "ISBI 2012 membranes, sections 00-23 train / 24-29 validation, from scratch",
+            f"{args.image_size} px (stretched from 512), batch {args.batch_size}, {args.epochs} epochs, AdamW lr "
+            f"{args.lr} cosine, cross-entropy + Dice, flips and colour jitter, the best of validations every "
+            f"{args.interval} epochs; every model trained by detseg's engine",
+            [{k: r[k] for k in ("model", "peer", "peer_twin", "params", "membrane_iou", "miou", "pixel_acc",
+                                "best_epoch")} | {"seconds": round(r["seconds"])} for r in results],
+            curve, args.device)
 
 
 def main_coco(args: argparse.Namespace) -> None:
@@ -479,15 +481,13 @@ def main_coco(args: argparse.Namespace) -> None:
     print("\n".join(coco_table(results)))
     print(f"curves: {curve}")
     if args.write_docs:
-        write_docs("coco128", {
-            "data": "coco128 (128 real COCO images, 80 classes), train = validation, from scratch, no augmentation",
-            "setting": (f"{budget}: each row's epochs are what fits in it on this machine, its schedule planned for "
-                        "them; validated 10 times per run, the best validation shown"),
-            "hardware": f"{hardware(args.device)}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}",
-            "rows": [{k: r[k] for k in ("model", "params", "bbox_map50", "bbox_map", "segm_map50", "best_epoch",
-                                        "epochs_run", "epochs", "batch", "image_size")}
-                     | {"seconds": round(r["seconds"])} for r in results],
-        }, curve)
+        write_docs(
+            "coco128", "coco128 (128 real COCO images, 80 classes), train = validation, from scratch, no augmentation",
+            f"{budget}: each row's epochs are what fits in it on this machine, its schedule planned for them; "
+            "validated 10 times per run, the best validation shown",
+            [{k: r[k] for k in ("model", "params", "bbox_map50", "bbox_map", "segm_map50", "best_epoch", "epochs_run",
+                                "epochs", "batch", "image_size")} | {"seconds": round(r["seconds"])} for r in results],
+            curve, args.device)
 
 
 def main() -> None:
@@ -505,7 +505,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*",
                         help="the rows whose name contains one of these words, or whose folder is one of them "
-                             "(coco128: faster_rcnn, mask_rcnn, yolo_nbs64, yolo_nbs16, fast_rcnn, rcnn, yolov1)")
+                             "(coco128: faster_rcnn, mask_rcnn, yolo_nbs64, yolo_nbs16, yolo_adamw, fast_rcnn, rcnn, yolov1)")
     parser.add_argument("--quick", action="store_true",
                         help="a few-minute smoke run: isbi2012 4 epochs at 128 px; coco128 2 epochs at 128 px")
     parser.add_argument("--read-back", action="store_true", help="only tabulate the runs already in --out")

@@ -1,5 +1,5 @@
 """benchmarks/real_data.py: every coco128 row's config loads, ``--only`` picks rows by folder
-exactly, and a run stopped early reads back with the epochs it reached."""
+exactly, a run stopped early reads back with the epochs it reached, and ``--write-docs`` keeps notes."""
 
 from __future__ import annotations
 
@@ -56,3 +56,18 @@ def test_a_run_stopped_early_reads_back_with_the_epochs_it_reached(real_data, tm
     assert real_data.finished_run(tmp_path, None, "bbox/mAP50") is None  # not all its epochs
     best = real_data.finished_run(tmp_path, None, "bbox/mAP50", partial=True)
     assert (best["epoch"], best["bbox/mAP50"], best["epochs_run"], best["epochs_planned"]) == (4, 0.5, 5, 10)
+
+
+def test_write_docs_records_the_command_and_machine_and_keeps_hand_written_notes(real_data, tmp_path, monkeypatch):
+    (tmp_path / "docs" / "images").mkdir(parents=True)
+    (tmp_path / "docs" / "real_data.yaml").write_text(yaml.safe_dump({"coco128": {"rows": [], "notes": "why"}}))
+    curve = tmp_path / "coco128_curves.png"
+    curve.write_bytes(b"png")
+    monkeypatch.setattr(real_data, "REPO", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["real_data.py", "--task", "coco128", "--out", "x", "--write-docs"])
+    real_data.write_docs("coco128", "coco128", "a setting", [{"model": "m"}], curve, "cpu")
+    entry = yaml.safe_load((tmp_path / "docs" / "real_data.yaml").read_text())["coco128"]
+    assert list(entry) == ["command", "data", "setting", "hardware", "rows", "picture", "notes"]
+    assert entry["command"] == "python benchmarks/real_data.py --task coco128"
+    assert entry["rows"] == [{"model": "m"}] and entry["notes"] == "why" and "torch" in entry["hardware"]
+    assert (tmp_path / "docs" / "images" / "coco128_curves.png").read_bytes() == b"png"

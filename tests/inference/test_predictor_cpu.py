@@ -97,6 +97,23 @@ def test_from_checkpoint_folds_and_matches_the_unfolded_model(repo, tmp_path):
     np.testing.assert_allclose(np.sort(got.boxes.ravel()), np.sort(want.boxes.ravel()), atol=1e-2)
 
 
+def test_a_checkpoint_from_before_the_distance_bins_loads_with_plain_distances(repo, tmp_path):
+    """YOLO checkpoints written before ``model.yolo.dfl_bins`` existed have a 4-output box branch
+    and a saved config without the key: they are read as ``dfl_bins: 0``, not the new default 16."""
+    from detseg.checkpoint_io import load_checkpoint
+
+    cfg = load_config(repo / "configs/yolo_shapes.yaml", ["model.backbone.width=0.25", "model.yolo.dfl_bins=0"])
+    model = build_model(cfg.model)
+    saved = to_dict(cfg)
+    del saved["model"]["yolo"]["dfl_bins"]
+    save_checkpoint({"model": model.state_dict(), "config": saved, "class_names": ["a", "b", "c"],
+                     "category_ids": [1, 2, 3]}, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt")["config"]["model"]["yolo"]["dfl_bins"] == 0
+    predictor = Predictor.from_checkpoint(tmp_path / "old.pt", device="cpu")
+    assert predictor.model.head.dfl_bins == 0 and predictor.model.head.box_towers[0][-1].out_channels == 4
+    assert load_config(repo / "configs/yolo_shapes.yaml").model.yolo.dfl_bins == 16  # new runs: the default
+
+
 def test_onnx_predictor_refuses_a_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         Predictor.from_checkpoint(tmp_path / "missing.onnx")

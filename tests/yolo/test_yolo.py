@@ -11,6 +11,7 @@ import torch
 from detseg.backbones.build import build_backbone
 from detseg.config import load_config
 from detseg.config.schema import AugmentConfig
+from detseg.config.yolo import YoloConfig
 from detseg.data.geometry import Resize
 from detseg.models import build_model
 from detseg.structures.instances import Instances
@@ -134,8 +135,8 @@ def test_assigner_ignores_invalid_objects_and_empty_batches():
 
 def test_empty_images_give_zero_box_loss_and_finite_gradients(model, images):
     losses = model.loss(images, [empty(), empty()])
-    assert set(losses) == {"loss_cls", "loss_box"}
-    assert losses["loss_box"].item() == 0.0 and torch.isfinite(losses["loss_cls"])
+    assert set(losses) == {"loss_cls", "loss_box", "loss_dfl"}
+    assert losses["loss_box"].item() == losses["loss_dfl"].item() == 0.0 and torch.isfinite(losses["loss_cls"])
     sum(losses.values()).backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
@@ -151,7 +152,7 @@ def test_many_objects_and_crowd_regions(model, images):
     losses = model.loss(images, [crowded, crowd_only])
     assert all(torch.isfinite(v) and v > 0 for v in losses.values())
     only = model.loss(images[1:], [crowd_only])
-    assert only["loss_box"].item() == 0.0
+    assert only["loss_box"].item() == only["loss_dfl"].item() == 0.0
     # anchors inside the crowd region are ignored: no negative class loss there at all
     assert only["loss_cls"].item() == 0.0
 
@@ -200,7 +201,7 @@ def test_raw_output_shapes_and_odd_sizes(model):
     model.eval()
     x = torch.randint(0, 256, (2, 3, 67, 75), dtype=torch.uint8)
     raw = model.raw_outputs(x)
-    assert [tuple(r.shape) for r in raw] == [(2, 7, 9, 10), (2, 7, 5, 5), (2, 7, 3, 3)]
+    assert [tuple(r.shape) for r in raw] == [(2, 67, 9, 10), (2, 67, 5, 5), (2, 67, 3, 3)]  # 4 x 16 bins + 3
     dets = model.predict(x, image_sizes=[(67, 75), (60, 70)])
     for d, (h, w) in zip(dets, [(67, 75), (60, 70)]):
         assert d.boxes.dtype == torch.float32 and d.labels.dtype == torch.int64
@@ -212,11 +213,11 @@ def test_raw_output_shapes_and_odd_sizes(model):
 def test_loss_in_eval_mode_predict_in_train_mode_and_forward(model, images):
     targets = [inst([[10, 20, 60, 70]], [1]), inst([[5, 5, 30, 100], [40, 40, 120, 90]], [0, 2])]
     model.eval()
-    assert set(model.loss(images, targets)) == {"loss_cls", "loss_box"}
+    assert set(model.loss(images, targets)) == {"loss_cls", "loss_box", "loss_dfl"}
     assert isinstance(model(images), list)
     model.train()
     assert len(model.predict(images)) == 2
-    assert set(model(images, targets)) == {"loss_cls", "loss_box"}
+    assert set(model(images, targets)) == {"loss_cls", "loss_box", "loss_dfl"}
     with pytest.raises(ValueError, match="needs targets"):
         model(images)
 
@@ -226,6 +227,55 @@ def test_nan_features_give_empty_detections(model, images):
     raw = [torch.full_like(r, float("nan")) for r in model.raw_outputs(images)]
     assert all(len(d) == 0 for d in model.head.predict(raw, [(128, 128)] * 2))
     model.train()
+
+
+def test_distribution_focal_loss_is_the_two_bin_cross_entropy():
+    from detseg.yolo.losses import distribution_focal_loss
+
+    logits = torch.randn(3, 4, 16, generator=torch.Generator().manual_seed(0))
+    target = torch.tensor([[2.3, 0.0, 7.5, 14.0]]).expand(3, 4)
+    logp = logits.log_softmax(-1)
+    want = -(0.7 * logp[..., 0, 2] + 0.3 * logp[..., 0, 3] + logp[..., 1, 0] + 0.5 * logp[..., 2, 7]
+             + 0.5 * logp[..., 2, 8] + logp[..., 3, 14]) / 4
+    torch.testing.assert_close(distribution_focal_loss(logits, target), want)
+    # distances past the last bin are clamped to it (0.99 / 0.01 between bins 14 and 15)
+    far = distribution_focal_loss(logits, torch.full((3, 4), 40.0))
+    torch.testing.assert_close(far, -(0.01 * logp[..., 14] + 0.99 * logp[..., 15]).mean(-1))
+    # all the mass on the target's bin: (near) zero loss; elsewhere: a large one
+    peaked = torch.zeros(1, 4, 16)
+    peaked[..., 2] = 50.0
+    assert distribution_focal_loss(peaked, torch.full((1, 4), 2.0)).item() < 1e-6
+    assert distribution_focal_loss(peaked, torch.full((1, 4), 5.0)).item() > 40
+
+
+def test_distribution_head_decodes_the_mean_distance(model, images):
+    """Equal bin logits decode to the middle of the range, 7.5 strides per side; the initial head
+    predicts boxes 2 strides wide (small enough to overlap small objects), with bins or with plain
+    distances (``dfl_bins=0``: one softplus per side, no ``loss_dfl``)."""
+    raw = [torch.zeros(1, 4 * 16 + 3, 2, 2), torch.zeros(1, 4 * 16 + 3, 1, 1)]
+    model.head.strides = (8, 16)
+    try:
+        _, boxes, points, strides, dist = model.head.decode(raw)
+    finally:
+        model.head.strides = (8, 16, 32)
+    assert dist.shape == (1, 5, 4, 16)
+    torch.testing.assert_close(boxes[0], torch.cat([points - 7.5 * strides[:, None], points + 7.5 * strides[:, None]], 1))
+    plain = yolo(**TINY, dfl_bins=0)
+    assert plain.raw_outputs(images)[0].shape[1] == 4 + 3
+    for m in (model, plain):
+        bias = m.head.box_towers[0][-1].bias.detach()
+        raw = [bias[None, :, None, None].expand(1, -1, 2, 2), bias[None, :, None, None].expand(1, -1, 1, 1)]
+        raw = [torch.cat([r, torch.zeros(1, 3, *r.shape[-2:])], 1) for r in raw]
+        m.head.strides = (8, 16)
+        try:
+            _, boxes, _, strides, _ = m.head.decode(raw)
+        finally:
+            m.head.strides = (8, 16, 32)
+        torch.testing.assert_close((boxes[0, :, 2] - boxes[0, :, 0]) / strides, torch.full((5,), 2.0), atol=1e-3, rtol=0)
+    targets = [inst([[10, 20, 60, 70]], [1]), empty()]
+    assert set(plain.loss(images, targets)) == {"loss_cls", "loss_box"}
+    with pytest.raises(ValueError, match="dfl_bins must be 0"):
+        YoloConfig(dfl_bins=1)
 
 
 def test_scale_variants_and_nano_parameter_budget():
@@ -243,7 +293,7 @@ def test_configs_build_including_a_resnet_backbone(repo):
                       ["model.backbone.name=resnet18", "model.backbone.width=0.25", "model.yolo.neck_channels=[32,48,64]"])
     m = build_model(cfg.model)
     assert {k: s.channels for k, s in m.neck.feature_specs.items()} == {"p3": 32, "p4": 48, "p5": 64}
-    assert set(m.loss(torch.zeros(1, 3, 64, 64, dtype=torch.uint8), [inst([[4, 4, 40, 40]], [0], (64, 64))])) == {"loss_cls", "loss_box"}
+    assert set(m.loss(torch.zeros(1, 3, 64, 64, dtype=torch.uint8), [inst([[4, 4, 40, 40]], [0], (64, 64))])) == {"loss_cls", "loss_box", "loss_dfl"}
 
 
 def test_csp_darknet_feature_specs():
@@ -330,7 +380,7 @@ def test_yolo_nano_learns_shapes(tmp_path: Path, repo):
 
     cfg = load_config(repo / "configs/yolo_shapes.yaml", ["train.device=cpu"])
     best = train(cfg, new_run_dir(tmp_path, "run"), quiet=True)
-    assert best["bbox/mAP50"] >= 0.8, best
+    assert best["bbox/mAP50"] >= 0.85, best
 
 
 @pytest.mark.slow
@@ -338,9 +388,10 @@ def test_yolo_nano_learns_shapes(tmp_path: Path, repo):
 def test_yolo_nano_learns_real_images_with_the_configs_recipe(tmp_path: Path, repo, coco128_subset):
     """configs/yolo_coco.yaml's recipe (Nesterov SGD at lr 0.01, momentum 0.937, weight decay 5e-4,
     losses summed over the nominal batch) fits 32 coco128 images at 256 px: bbox mAP50 measured
-    0.36 after 60 epochs (0.32 with mean losses at the same lr); the nominal batch is the batch
-    here, since 32 images hold only four of them. Mosaic, scale and colour jitter are off: this
-    checks targets, assigner, losses and the optimiser, not augmentation."""
+    0.50 after 60 epochs at this seed (0.60 / 0.64 at seeds 1 / 2; 0.36 with plain box distances,
+    ``dfl_bins=0``; Ultralytics' YOLOv8n with this recipe: 0.56-0.64); the nominal batch is the
+    batch here, since 32 images hold only four of them. Mosaic, scale and colour jitter are off:
+    this checks targets, assigner, losses and the optimiser, not augmentation."""
     from detseg.engine.checkpoint import new_run_dir
     from detseg.engine.train_loop import train
 
@@ -349,16 +400,18 @@ def test_yolo_nano_learns_real_images_with_the_configs_recipe(tmp_path: Path, re
         "data.augment.color_jitter=0", "data.batch_size=8", "data.num_workers=0", "train.nominal_batch_size=8",
         "train.epochs=60", "train.device=cpu", "eval.interval=60", "eval.metric=bbox/mAP50"])
     best = train(cfg, new_run_dir(tmp_path, "run"), quiet=True)
-    assert best["bbox/mAP50"] >= 0.25, best
+    assert best["bbox/mAP50"] >= 0.4, best
 
 
 @pytest.mark.slow
 @pytest.mark.coco128
 def test_yolo_nano_fits_real_images_with_adamw(tmp_path: Path, repo, coco128_subset):
     """The same 32 images with AdamW at lr 1e-3 on mean losses (Ultralytics' ``optimizer=auto`` also
-    switches to AdamW for runs under 10,000 iterations): bbox mAP50 measured 0.61 after 60 epochs,
-    against 0.36-0.40 for the SGD recipe; Ultralytics' YOLOv8n trained the same way (AdamW 1e-3)
-    scores 0.67 by pycocotools on its predictions."""
+    switches to AdamW for runs under 10,000 iterations): bbox mAP50 measured 0.91 after 60 epochs
+    at this seed (0.78 at seed 1; small-object AP 0.53), against 0.61 with plain box distances
+    (``dfl_bins=0``) and 0.66 with YOLOv8's equal initial bin logits, whose boxes start 15 strides
+    wide and miss small objects (small-object AP 0.01); Ultralytics' YOLOv8n trained the same way
+    scores 0.67 (small 0.05) by pycocotools on its predictions."""
     from detseg.engine.checkpoint import new_run_dir
     from detseg.engine.train_loop import train
 
@@ -369,4 +422,4 @@ def test_yolo_nano_fits_real_images_with_adamw(tmp_path: Path, repo, coco128_sub
         "train.warmup_iters=20", "train.epochs=60", "train.device=cpu", "train.tensorboard=false", "eval.interval=60",
         "eval.metric=bbox/mAP50"])
     best = train(cfg, new_run_dir(tmp_path, "run"), quiet=True)
-    assert best["bbox/mAP50"] >= 0.45, best
+    assert best["bbox/mAP50"] >= 0.7, best

@@ -31,6 +31,10 @@ another: several processes on one GPU time-slice it, and each row then gets far 
 bbox mAP50 (and Mask R-CNN's segm mAP50) at the best validation; the curves go to
 ``coco128_curves.png``.
 
+``--curves RUN [RUN ...]`` draws finished training runs of any config (e.g. the
+``configs/*_coco128_overfit.yaml`` runs, each to its own budget) into one picture of their
+validation curves, each labelled with its run folder's name: ``coco128_overfit_curves.png``.
+
 A finished run of the same settings already in ``--out`` is read back instead of trained again
 (delete its folder to retrain); ``--read-back`` only reads (a run stopped early is reported with
 the epochs it reached), to tabulate runs made by parallel processes (``--only``).
@@ -42,6 +46,7 @@ Usage:
     python benchmarks/real_data.py --quick       # 4 epochs, 128 px: a few-minute smoke run
     python benchmarks/real_data.py --task coco128 --minutes 6 --device cuda
     python benchmarks/real_data.py --task coco128 --quick   # 2 epochs at 128 px on the CPU
+    python benchmarks/real_data.py --curves runs/faster_rcnn_coco128_overfit runs/yolo_coco128_overfit
 """
 
 from __future__ import annotations
@@ -120,14 +125,13 @@ def seg_entries(unet_channels: int) -> list[Entry]:
 
 
 def coco_entries(args: argparse.Namespace) -> list[Entry]:
-    """The detector rows: each family's coco128 config or its shapes config moved to coco128, sized
-    for ``args.image_size`` (the two-stage and single-shot models at full ResNet-18 / nano width)."""
+    """The detector rows: each family's ``*_coco128_overfit.yaml`` (YOLO nano: ``yolo_coco.yaml``, the
+    recipe under test, without augmentation), sized for ``args.image_size`` and, the two-stage and
+    YOLOv1 rows, at full ResNet-18 width."""
     two_stage = ["model.backbone.width=1.0", "model.neck.out_channels=128",
                  f"model.two_stage.roi_heads.canonical_scale={args.image_size // 4}",
                  "model.two_stage.roi_heads.batch_size_per_image=256",
                  "model.two_stage.rpn.anchor_sizes=[[16, 32], [32, 64], [64, 128], [128, 256]]"]
-    selective = ["model.num_classes=80", "model.backbone.width=0.5", "model.two_stage.roi_heads.batch_size_per_image=128",
-                 "model.two_stage.proposals.max_proposals={train: 300, test: 300}", "train.lr=0.0005"]
     yolo = ["data.augment.mosaic_prob=0", "data.augment.close_mosaic=0", "data.augment.color_jitter=0",
             "data.augment.scale_jitter=[1, 1]", "data.batch_size=16"]
     return [
@@ -142,14 +146,11 @@ def coco_entries(args: argparse.Namespace) -> list[Entry]:
                                                       "train.nominal_batch_size=null", "train.warmup_iters=30"],
               config="yolo_coco.yaml", folder="yolo_adamw"),
         Entry("Fast R-CNN R18x0.5-FPN (selective search)",
-              [*selective, "model.neck.out_channels=64", f"model.two_stage.roi_heads.canonical_scale={args.image_size // 4}"],
-              config="fast_rcnn_shapes.yaml", folder="fast_rcnn"),
-        Entry("R-CNN R18x0.5 (warped regions)", [*selective, "model.two_stage.warp_size=64"],
-              config="rcnn_shapes.yaml", folder="rcnn"),
-        Entry("YOLOv1 R18 (7x7 grid)", ["model.num_classes=80", "model.backbone.width=1.0", "model.yolo.v1.grid_size=7",
-                                        "model.yolo.v1.conv_channels=256", "model.yolo.v1.hidden=1024",
-                                        "model.yolo.v1.score_thresh=0.001", "model.yolo.v1.max_det=300"],
-              config="yolov1_shapes.yaml", folder="yolov1"),
+              [f"model.two_stage.roi_heads.canonical_scale={args.image_size // 4}"],
+              config="fast_rcnn_coco128_overfit.yaml", folder="fast_rcnn"),
+        Entry("R-CNN R18x0.5 (warped regions)", [], config="rcnn_coco128_overfit.yaml", folder="rcnn"),
+        Entry("YOLOv1 R18 (8x8 grid)", ["model.backbone.width=1.0"], config="yolov1_coco128_overfit.yaml",
+              folder="yolov1"),
     ]
 
 
@@ -395,16 +396,17 @@ def recorded_args(argv: list[str]) -> list[str]:
     return out
 
 
-def write_docs(key: str, data: str, setting: str, rows: list[dict], curve: Path, device: str) -> None:
-    """Record one task's figures under ``key`` of docs/real_data.yaml (with this command line and
-    machine), its curves in docs/images/."""
+def write_docs(key: str, data: str, setting: str, rows: list[dict], curve: Path, device: str | None) -> None:
+    """Record one task's figures under ``key`` of docs/real_data.yaml (with this command line and,
+    for runs trained here, this ``device``'s machine), its curves in docs/images/."""
     import yaml
 
     picture = REPO / "docs" / "images" / curve.name
     shutil.copyfile(curve, picture)
-    machine = f"{hardware(device)}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
     entry = {"command": " ".join(["python benchmarks/real_data.py", *recorded_args(sys.argv[1:])]), "data": data,
-             "setting": setting, "hardware": machine, "rows": rows, "picture": f"images/{picture.name}"}
+             "setting": setting, "rows": rows, "picture": f"images/{picture.name}"}
+    if device is not None:
+        entry["hardware"] = f"{hardware(device)}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
     path = REPO / "docs" / "real_data.yaml"
     doc = yaml.safe_load(path.read_text()) if path.is_file() else {}
     if doc.get(key, {}).get("notes"):
@@ -490,6 +492,25 @@ def main_coco(args: argparse.Namespace) -> None:
             curve, args.device)
 
 
+def main_curves(args: argparse.Namespace) -> None:
+    """One picture of the validation curves of finished runs (``--curves``), labelled by folder."""
+    import yaml
+
+    results = []
+    for run in args.curves:
+        if not (run / "metrics.csv").is_file() or not (run / "config.yaml").is_file():
+            sys.exit(f"{run}: not a training run (no metrics.csv and config.yaml)")
+        size = yaml.safe_load((run / "config.yaml").read_text())["data"]["augment"]["image_size"]
+        results.append({"model": f"{run.name} ({size} px)", "curve": read_curve(run / "metrics.csv", DET_METRIC),
+                        "curve_segm": read_curve(run / "metrics.csv", "segm/mAP50") or None})
+    curve = args.out / "coco128_overfit_curves.png"
+    plot(results, curve, "the coco128 overfit configs (train = val), from scratch",
+         ylabel="bbox mAP50 (masks: segm mAP50)")
+    print(f"curves: {curve}")
+    if args.write_docs:
+        write_docs("coco128_overfit", "the coco128 overfit configs, each run to its own budget", "", [], curve, None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=("isbi2012", "coco128"), default="isbi2012")
@@ -511,6 +532,8 @@ def main() -> None:
     parser.add_argument("--read-back", action="store_true", help="only tabulate the runs already in --out")
     parser.add_argument("--out", type=Path, help="default: runs/bench/real_data (isbi2012), .../coco128")
     parser.add_argument("--write-docs", action="store_true", help="record the figures for the model zoo")
+    parser.add_argument("--curves", nargs="+", type=Path, metavar="RUN",
+                        help="only draw the validation curves of these finished runs into one picture")
     args = parser.parse_args()
     isbi = args.task == "isbi2012"
     args.epochs = args.epochs or (50 if isbi else 100)
@@ -520,7 +543,7 @@ def main() -> None:
     if args.quick:
         args.epochs, args.image_size, args.interval, args.minutes = (4 if isbi else 2), 128, 2, None
     args.out.mkdir(parents=True, exist_ok=True)
-    (main_isbi if isbi else main_coco)(args)
+    (main_curves if args.curves else main_isbi if isbi else main_coco)(args)
 
 
 if __name__ == "__main__":

@@ -445,8 +445,8 @@ def cpu_speed_section(bench: dict | None) -> list[str]:
 def real_data_section(doc: dict) -> list[str]:
     """The zoo's real-data tables: runs of ``benchmarks/real_data.py``, detseg next to its peer."""
     out = ["## Real images", ""]
-    isbi, coco = doc.get("isbi2012"), doc.get("coco128")
-    if not isbi and not coco:
+    isbi, coco, overfit = doc.get("isbi2012"), doc.get("coco128"), doc.get("coco128_overfit")
+    if not isbi and not coco and not overfit:
         return out + ["not measured", ""]
     if isbi:
         out += [f"Segmenters on {isbi['data']} (`{isbi['command']}`): {isbi['setting']}. Measured on "
@@ -474,6 +474,9 @@ def real_data_section(doc: dict) -> list[str]:
         if coco.get("notes"):
             out += [coco["notes"], ""]
         out += [f"![coco128 overfit curves]({coco['picture']})", ""]
+    if overfit:
+        out += [f"Validation curves of {overfit['data']} (the measured table's coco128 rows; "
+                f"`{overfit['command']}`):", "", f"![coco128 overfit configs]({overfit['picture']})", ""]
     return out
 
 

@@ -67,7 +67,28 @@ def test_write_docs_records_the_command_and_machine_and_keeps_hand_written_notes
     monkeypatch.setattr(sys, "argv", ["real_data.py", "--task", "coco128", "--out", "x", "--write-docs"])
     real_data.write_docs("coco128", "coco128", "a setting", [{"model": "m"}], curve, "cpu")
     entry = yaml.safe_load((tmp_path / "docs" / "real_data.yaml").read_text())["coco128"]
-    assert list(entry) == ["command", "data", "setting", "hardware", "rows", "picture", "notes"]
+    assert list(entry) == ["command", "data", "setting", "rows", "picture", "hardware", "notes"]
     assert entry["command"] == "python benchmarks/real_data.py --task coco128"
     assert entry["rows"] == [{"model": "m"}] and entry["notes"] == "why" and "torch" in entry["hardware"]
     assert (tmp_path / "docs" / "images" / "coco128_curves.png").read_bytes() == b"png"
+
+
+def test_curves_draws_finished_runs_labelled_by_folder_and_refuses_other_folders(real_data, tmp_path):
+    for name, size, segm in (("faster_rcnn_coco128_overfit", 256, False), ("mask_rcnn_coco128_overfit", 256, True)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text(yaml.safe_dump({"data": {"augment": {"image_size": size}}, "train": {"epochs": 4}}))
+        with open(run / "metrics.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["epoch", "bbox/mAP50", "segm/mAP50"])
+            writer.writeheader()
+            for epoch in (2, 4):
+                writer.writerow({"epoch": epoch, "bbox/mAP50": epoch / 5, "segm/mAP50": epoch / 6 if segm else ""})
+    out = tmp_path / "out"
+    out.mkdir()
+    args = argparse.Namespace(curves=[tmp_path / "faster_rcnn_coco128_overfit", tmp_path / "mask_rcnn_coco128_overfit"],
+                              out=out, write_docs=False, device="cpu")
+    real_data.main_curves(args)
+    assert (out / "coco128_overfit_curves.png").stat().st_size > 1000
+    args.curves = [tmp_path / "out"]
+    with pytest.raises(SystemExit, match="not a training run"):
+        real_data.main_curves(args)

@@ -68,3 +68,12 @@ def test_zoo_has_a_row_per_config_and_says_what_was_not_measured():
         assert computed.count(f"`{config.name}`") == 1, config.name
         assert measured.count(f"`{config.name}`") == 1, config.name
     assert "not measured" in text
+
+
+def test_real_data_section_shows_the_overfit_curves_with_their_command(make_docs):
+    entry = {"command": "python benchmarks/real_data.py --curves runs/a", "data": "the coco128 overfit configs",
+             "picture": "images/coco128_overfit_curves.png"}
+    text = "\n".join(make_docs.real_data_section({"coco128_overfit": entry}))
+    assert "![coco128 overfit configs](images/coco128_overfit_curves.png)" in text
+    assert "`python benchmarks/real_data.py --curves runs/a`" in text and "not measured" not in text
+    assert make_docs.real_data_section({}) == ["## Real images", "", "not measured", ""]

@@ -159,19 +159,20 @@ class YoloHead(nn.Module):
             ``points`` Tensor[A, 2], ``strides`` Tensor[A], and ``box_dist`` Tensor[N, A, 4, R]
             the distance-bin logits (``None`` for plain distances).
         """
-        flat = torch.cat([r.flatten(2) for r in raw], 2).transpose(1, 2)               # [N, A, B + K]
+        flat = torch.cat([r.flatten(2) for r in raw], 2)                                # [N, B + K, A]
         points, strides = anchor_points([r.shape[-2:] for r in raw], self.strides, flat.device)
-        box_logits = flat[..., :self.box_outputs].float()
+        box_logits = flat[:, :self.box_outputs].float()
         box_dist = None
-        if self.dfl_bins:
-            box_dist = box_logits.unflatten(-1, (4, self.dfl_bins))
-            bins = torch.arange(self.dfl_bins, dtype=box_dist.dtype, device=box_dist.device)
-            ltrb = box_dist.softmax(-1) @ bins
+        if self.dfl_bins:  # softmax over the bins in channel-first layout: contiguous, as exported
+            bins = box_logits.unflatten(1, (4, self.dfl_bins))                          # [N, 4, R, A]
+            values = torch.arange(self.dfl_bins, dtype=bins.dtype, device=bins.device)[:, None]
+            ltrb = (bins.softmax(2) * values).sum(2).transpose(1, 2)                     # [N, A, 4]
+            box_dist = bins.permute(0, 3, 1, 2)
         else:
-            ltrb = F.softplus(box_logits)
+            ltrb = F.softplus(box_logits).transpose(1, 2)
         ltrb = ltrb * strides[:, None]
         boxes = torch.cat([points - ltrb[..., :2], points + ltrb[..., 2:]], -1)
-        return flat[..., self.box_outputs:], boxes, points, strides, box_dist
+        return flat[:, self.box_outputs:].transpose(1, 2), boxes, points, strides, box_dist
 
     def loss(self, raw: Sequence[Tensor], targets: Sequence[Instances]) -> dict[str, Tensor]:
         """``loss_cls``, ``loss_box`` (and ``loss_dfl`` with bins) of a batch (see

@@ -396,15 +396,16 @@ def recorded_args(argv: list[str]) -> list[str]:
     return out
 
 
-def write_docs(key: str, data: str, setting: str, rows: list[dict], curve: Path, device: str | None) -> None:
-    """Record one task's figures under ``key`` of docs/real_data.yaml (with this command line and,
-    for runs trained here, this ``device``'s machine), its curves in docs/images/."""
+def write_docs(key: str, fields: dict, curve: Path, device: str | None) -> None:
+    """Record one task's ``fields`` (data, setting, rows) under ``key`` of docs/real_data.yaml, with
+    this command line and, for runs trained here, this ``device``'s machine; its curves in
+    docs/images/."""
     import yaml
 
     picture = REPO / "docs" / "images" / curve.name
     shutil.copyfile(curve, picture)
-    entry = {"command": " ".join(["python benchmarks/real_data.py", *recorded_args(sys.argv[1:])]), "data": data,
-             "setting": setting, "rows": rows, "picture": f"images/{picture.name}"}
+    entry = {"command": " ".join(["python benchmarks/real_data.py", *recorded_args(sys.argv[1:])]), **fields,
+             "picture": f"images/{picture.name}"}
     if device is not None:
         entry["hardware"] = f"{hardware(device)}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
     path = REPO / "docs" / "real_data.yaml"
@@ -452,14 +453,14 @@ def main_isbi(args: argparse.Namespace) -> None:
               f"({twin['model']} vs {peer['model']})")
     print(f"curves: {curve}")
     if args.write_docs:
-        write_docs(
-            "isbi2012", "ISBI 2012 membranes, sections 00-23 train / 24-29 validation, from scratch",
-            f"{args.image_size} px (stretched from 512), batch {args.batch_size}, {args.epochs} epochs, AdamW lr "
-            f"{args.lr} cosine, cross-entropy + Dice, flips and colour jitter, the best of validations every "
-            f"{args.interval} epochs; every model trained by detseg's engine",
-            [{k: r[k] for k in ("model", "peer", "peer_twin", "params", "membrane_iou", "miou", "pixel_acc",
-                                "best_epoch")} | {"seconds": round(r["seconds"])} for r in results],
-            curve, args.device)
+        write_docs("isbi2012", {
+            "data": "ISBI 2012 membranes, sections 00-23 train / 24-29 validation, from scratch",
+            "setting": (f"{args.image_size} px (stretched from 512), batch {args.batch_size}, {args.epochs} epochs, "
+                        f"AdamW lr {args.lr} cosine, cross-entropy + Dice, flips and colour jitter, the best of "
+                        f"validations every {args.interval} epochs; every model trained by detseg's engine"),
+            "rows": [{k: r[k] for k in ("model", "peer", "peer_twin", "params", "membrane_iou", "miou", "pixel_acc",
+                                        "best_epoch")} | {"seconds": round(r["seconds"])} for r in results],
+        }, curve, args.device)
 
 
 def main_coco(args: argparse.Namespace) -> None:
@@ -483,13 +484,14 @@ def main_coco(args: argparse.Namespace) -> None:
     print("\n".join(coco_table(results)))
     print(f"curves: {curve}")
     if args.write_docs:
-        write_docs(
-            "coco128", "coco128 (128 real COCO images, 80 classes), train = validation, from scratch, no augmentation",
-            f"{budget}: each row's epochs are what fits in it on this machine, its schedule planned for them; "
-            "validated 10 times per run, the best validation shown",
-            [{k: r[k] for k in ("model", "params", "bbox_map50", "bbox_map", "segm_map50", "best_epoch", "epochs_run",
-                                "epochs", "batch", "image_size")} | {"seconds": round(r["seconds"])} for r in results],
-            curve, args.device)
+        write_docs("coco128", {
+            "data": "coco128 (128 real COCO images, 80 classes), train = validation, from scratch, no augmentation",
+            "setting": (f"{budget}: each row's epochs are what fits in it on this machine, its schedule planned for "
+                        "them; validated 10 times per run, the best validation shown"),
+            "rows": [{k: r[k] for k in ("model", "params", "bbox_map50", "bbox_map", "segm_map50", "best_epoch",
+                                        "epochs_run", "epochs", "batch", "image_size")}
+                     | {"seconds": round(r["seconds"])} for r in results],
+        }, curve, args.device)
 
 
 def main_curves(args: argparse.Namespace) -> None:
@@ -508,7 +510,7 @@ def main_curves(args: argparse.Namespace) -> None:
          ylabel="bbox mAP50 (masks: segm mAP50)")
     print(f"curves: {curve}")
     if args.write_docs:
-        write_docs("coco128_overfit", "the coco128 overfit configs, each run to its own budget", "", [], curve, None)
+        write_docs("coco128_overfit", {"data": "the coco128 overfit configs, each run to its own budget"}, curve, None)
 
 
 def main() -> None:

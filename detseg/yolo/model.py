@@ -206,8 +206,9 @@ class YOLO(Detector):
     xyxy pixels of the input, labels in ``[0, K)``, crowd = ignore). ``loss`` returns
     ``{"loss_cls", "loss_box", "loss_dfl"}`` (no ``loss_dfl`` when ``dfl_bins`` is 0) in train and
     eval mode; ``predict`` returns one :class:`~detseg.structures.Detections` per image in the
-    input frame, clipped to ``image_sizes`` (default: the padded size), sorted by score. Letterboxing and the map back
-    to the original image are the data pipeline's (:class:`detseg.data.geometry.Resize`).
+    input frame, clipped to ``image_sizes`` (default: the padded size), sorted by score.
+    Letterboxing and the map back to the original image are the data pipeline's
+    (:class:`detseg.data.geometry.Resize`).
 
     Example:
         >>> model = yolo("csp_darknet", num_classes=3, scale="nano")

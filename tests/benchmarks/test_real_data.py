@@ -65,7 +65,7 @@ def test_write_docs_records_the_command_and_machine_and_keeps_hand_written_notes
     curve.write_bytes(b"png")
     monkeypatch.setattr(real_data, "REPO", tmp_path)
     monkeypatch.setattr(sys, "argv", ["real_data.py", "--task", "coco128", "--out", "x", "--write-docs"])
-    real_data.write_docs("coco128", "coco128", "a setting", [{"model": "m"}], curve, "cpu")
+    real_data.write_docs("coco128", {"data": "coco128", "setting": "a setting", "rows": [{"model": "m"}]}, curve, "cpu")
     entry = yaml.safe_load((tmp_path / "docs" / "real_data.yaml").read_text())["coco128"]
     assert list(entry) == ["command", "data", "setting", "rows", "picture", "hardware", "notes"]
     assert entry["command"] == "python benchmarks/real_data.py --task coco128"
